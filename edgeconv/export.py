@@ -1,0 +1,236 @@
+"""One export run: load -> trace once -> convert every precision -> manifest -> (validate).
+
+Everything is staged in a hidden folder next to the destination and moved into place only when every artifact has
+been written, so a failed or interrupted run leaves nothing half-written in ``OUT/<name>/``.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import console
+from .errors import EdgeconvError, UsageError
+from .fileio import atomic_write_json, sha256_file
+from .load import LoadedModel, load_model
+from .manifest import MANIFEST, ArtifactRecord, Manifest, onnx_details, tflite_details, tool_versions
+from .precisions import Precision, resolve
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    name: str
+    manifest: Manifest
+    calibration_note: str | None = None
+    seconds: dict = field(default_factory=dict)
+    validation: object | None = None  # edgeconv.validate.ValidationReport when validation ran
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def artifacts(self) -> list[ArtifactRecord]:
+        return self.manifest.artifacts
+
+    def path(self, key: str) -> Path:
+        for a in self.artifacts:
+            if a.key == key:
+                return self.out_dir / a.file
+        raise KeyError(key)
+
+    def summary_rows(self) -> list[list]:
+        base = next((a.bytes for a in self.artifacts if a.key == "fp32"), None)
+        rows = []
+        for a in self.artifacts:
+            ratio = f"{a.bytes / base:.2f}x" if base else "-"
+            io = ", ".join(f"{s['dtype']}" for s in a.inputs) + " -> " + ", ".join(s["dtype"] for s in a.outputs)
+            rows.append([a.file, a.format, a.precision, f"{a.bytes / 1e6:.3f}", ratio, io,
+                         f"{self.seconds.get(a.key, 0):.1f}"])
+        return rows
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".edgeconv-write-test-"):
+            pass
+    except OSError as e:
+        raise EdgeconvError(f"cannot write to output folder {out_dir}: {e.strerror or e}") from None
+
+
+def _calibration_inputs(loaded: LoadedModel, path, num: int, seed: int):
+    from .inputs import model_inputs
+
+    if num < 1:
+        raise UsageError(f"--calib-samples must be >= 1, got {num}")
+    return model_inputs(path, input_shape=loaded.input_shape, preprocessing=loaded.preprocessing, num=num,
+                        split="calibration", seed=seed)
+
+
+def _publish(stage: Path, final: Path, files: list[str]) -> None:
+    """Move staged files into ``final`` (manifest last) and drop artifacts of an older export there."""
+    final.mkdir(parents=True, exist_ok=True)
+    old = []
+    if (final / MANIFEST).exists():
+        try:
+            m = Manifest.load(final)
+            old = [a.file for a in m.artifacts] + [m.reference.get("file", "")]
+        except EdgeconvError:
+            old = []
+    for f in files:
+        os.replace(stage / f, final / f)
+    os.replace(stage / MANIFEST, final / MANIFEST)
+    for f in set(old) - set(files) - {""}:
+        try:
+            (final / f).unlink()
+        except FileNotFoundError:
+            pass
+
+
+def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifacts", calibration=None,
+           calib_samples: int = 200, io_type: str = "int", batch_size: int | None = 1, input_size=None,
+           classes: int | None = None, width: dict | None = None, weights: str | None = None, preprocessing=None,
+           opset: int = 17, nchw: bool = False, seed: int = 0, validate: bool = True, validate_options=None,
+           command: str | None = None, quiet: bool = False) -> ExportResult:
+    """Export ``source`` (zoo name, .keras, .h5, SavedModel folder) to every precision in ``precisions``.
+
+    ``precisions`` are keys of :data:`edgeconv.precisions.PRECISIONS` (fp32 is always included). ``calibration`` is
+    a folder of images, a .npy/.npz, or None for the embedded default photo set. Returns an :class:`ExportResult`;
+    artifacts land in ``out_dir/<name>/`` with ``manifest.json``.
+    """
+    selected: list[Precision] = resolve(precisions)
+    if io_type not in ("int", "float"):
+        raise UsageError(f"io_type must be 'int' or 'float', got {io_type!r}")
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"batch size must be >= 1, got {batch_size}")
+    if nchw and not any(p.format == "onnx" for p in selected):
+        raise UsageError("--nchw only applies to ONNX artifacts; add --onnx")
+    if calibration is not None and not Path(calibration).exists():
+        raise EdgeconvError(f"calibration data not found: {calibration}")
+    out_root = Path(out_dir)
+    _check_writable(out_root)
+    seconds: dict[str, float] = {}
+    warnings: list[str] = []
+
+    with console.quiet_native():
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        with console.step(f"load {source}", quiet):
+            loaded = load_model(source, weights=weights, input_size=input_size, classes=classes, width=width,
+                                preprocessing=preprocessing)
+        name = loaded.name
+        final = out_root / name
+        stage = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out_root))
+        work = Path(tempfile.mkdtemp(prefix="edgeconv-trace-"))
+        try:
+            calib = None
+            if any(p.needs_calibration for p in selected):
+                with console.step("load calibration data", quiet):
+                    calib = _calibration_inputs(loaded, calibration, calib_samples, seed)
+                if len(calib.x) < calib_samples:
+                    warnings.append(f"calibration: only {len(calib.x)} samples available "
+                                    f"(asked for {calib_samples})")
+                if not quiet:
+                    console.info(f"calibration: {calib.describe()}")
+            ref_file = f"{name}.keras"
+            with console.step("save Keras reference", quiet):
+                loaded.model.save(stage / ref_file)
+            t0 = time.perf_counter()
+            with console.step(f"trace {name} (batch {batch_size or 'dynamic'})", quiet):
+                saved_model = _trace(loaded.model, work, batch_size)
+            seconds["trace"] = time.perf_counter() - t0
+            records: list[ArtifactRecord] = []
+            onnx_fp32: bytes | None = None
+            for p in selected:
+                t0 = time.perf_counter()
+                with console.step(f"convert {p.key}", quiet):
+                    data, layout, extra, opset_used = _convert(p, loaded, saved_model, calib, io_type, batch_size,
+                                                                opset, nchw, onnx_fp32, warnings)
+                if p.key == "onnx":
+                    onnx_fp32 = data
+                seconds[p.key] = time.perf_counter() - t0
+                fname = p.filename(name)
+                (stage / fname).write_bytes(data)
+                details = tflite_details(data) if p.format == "tflite" else onnx_details(data, layout)
+                extra = {**extra, "ops": details["ops"]}
+                if "tensor_types" in details:
+                    extra["tensor_types"] = details["tensor_types"]
+                records.append(ArtifactRecord(
+                    file=fname, format=p.format, precision=p.precision, key=p.key, sha256=sha256_file(stage / fname),
+                    bytes=len(data), inputs=details["inputs"], outputs=details["outputs"], layout=layout,
+                    opset=opset_used, extra=extra))
+            manifest = Manifest(
+                model={"name": name, "source": loaded.source, "source_kind": loaded.source_kind,
+                       "input_shape": list(loaded.input_shape), "classes": int(loaded.model.output_shape[-1]),
+                       "params": int(loaded.model.count_params()), "zoo": loaded.zoo,
+                       "build_kwargs": loaded.build_kwargs},
+                reference={"file": ref_file, "sha256": sha256_file(stage / ref_file),
+                           "bytes": (stage / ref_file).stat().st_size},
+                preprocessing={**loaded.preprocessing.to_dict(), "assumed": loaded.preprocessing_assumed},
+                calibration=None if calib is None else {
+                    "source": calib.source, "path": None if calibration is None else str(calibration),
+                    "count": int(len(calib.x)), "requested": calib_samples,
+                    "skipped": [list(s) for s in calib.skipped], "ids": list(calib.ids), "seed": seed},
+                options={"batch_size": batch_size, "io_type": io_type, "opset": opset, "nchw": nchw, "seed": seed},
+                artifacts=records, tools=tool_versions(),
+                command=command or " ".join(shlex.quote(a) for a in ["edgeconv", *sys.argv[1:]]),
+            )
+            atomic_write_json(stage / MANIFEST, manifest.to_dict())
+            _publish(stage, final, [ref_file] + [r.file for r in records])
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
+
+        result = ExportResult(final, name, manifest, None if calib is None else calib.describe(), seconds,
+                              warnings=warnings)
+        if validate:
+            from .validate import validate as run_validation
+
+            with console.step("validate against the Keras reference", quiet):
+                result.validation = run_validation(final, **(validate_options or {}))
+    return result
+
+
+def _trace(model, work: Path, batch_size):
+    from .trace import trace
+
+    return trace(model, work, batch_size)
+
+
+def _convert(p: Precision, loaded: LoadedModel, saved_model: Path, calib, io_type: str, batch_size, opset: int,
+             nchw: bool, onnx_fp32: bytes | None, warnings: list[str]):
+    """-> (bytes, layout, extra, opset) for one artifact kind."""
+    x = None if calib is None else calib.x
+    if p.format == "tflite":
+        from .tflite_export import convert_tflite
+
+        return convert_tflite(saved_model, p.precision, x, io_type), "nhwc", {"io_type": io_type
+                                                                            if p.needs_calibration else "float"}, None
+    from .onnx_export import convert_onnx
+
+    layout = "nchw" if nchw else "nhwc"
+    if onnx_fp32 is None or p.key == "onnx":
+        res = convert_onnx(loaded.model, opset=opset, batch_size=batch_size, nchw=nchw)
+        warnings.extend(res.warnings)
+        fp32, extra = res.model_bytes, {"leftover_transposes": res.leftover_transposes, "rewrites": res.rewrites}
+    else:
+        fp32, extra = onnx_fp32, {}
+    if p.key == "onnx":
+        return fp32, layout, extra, opset
+    from .onnx_quant import quantize_onnx_int8
+
+    return quantize_onnx_int8(fp32, x, nchw=nchw), layout, {"quantization": "QDQ per-channel int8"}, opset
+
+
+def convert_summary(result: ExportResult) -> tuple[list[str], list[list]]:
+    return (["file", "format", "precision", "MB", "vs fp32", "io", "convert s"], result.summary_rows())
+
+
+__all__ = ["export", "ExportResult", "convert_summary", "np"]

@@ -1,0 +1,149 @@
+"""Load what the user names -> a Keras model plus the metadata the pipeline needs.
+
+Sources: a zoo name, a ``.keras`` file, a legacy ``.h5`` model, a TensorFlow SavedModel folder; ``weights`` loads a
+weights file into a zoo model.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EdgeconvError, UsageError
+
+
+@dataclass
+class LoadedModel:
+    model: object  # keras.Model
+    name: str  # used for artifact names: artifacts/<name>/<name>_<precision>.tflite
+    source: str
+    source_kind: str  # "zoo" | "keras" | "h5" | "savedmodel"
+    preprocessing: object  # models.Preprocessing
+    preprocessing_assumed: bool = False  # True when a user model gave no --mean/--std/--scale and we guessed
+    zoo: dict | None = None  # the zoo entry (ModelInfo.to_dict()) for zoo models
+    build_kwargs: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.model.input_shape[1:])
+
+
+def _quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def load_keras_file(path: str | os.PathLike):
+    """Load a ``.keras`` / ``.h5`` model; the zoo's custom layers are registered first so zoo files reload."""
+    _quiet_tf()
+    import keras
+
+    import models  # noqa: F401  (registers the zoo's custom layers)
+
+    models.list_models()
+    path = Path(path)
+    if not path.exists():
+        raise EdgeconvError(f"model file not found: {path}")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:  # keras raises many types for corrupt / foreign files
+        raise EdgeconvError(f"cannot load {path}: {_first_line(e)}") from None
+
+
+def _load_savedmodel(path: Path):
+    import keras
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+        fn = loaded.signatures["serving_default"]
+    except Exception as e:
+        raise EdgeconvError(f"cannot load SavedModel {path}: {_first_line(e)}") from None
+    specs = list(fn.structured_input_signature[1].values())
+    if len(specs) != 1 or specs[0].shape.rank != 4:
+        raise EdgeconvError(f"SavedModel {path}: expected one image input (N, H, W, C), got {specs}")
+    shape = specs[0].shape.as_list()[1:]
+    if any(s is None for s in shape):
+        raise UsageError(f"SavedModel {path} has a dynamic input size {shape}; pass --input-size")
+    layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default", name="savedmodel")
+    inp = keras.Input(shape=tuple(shape), batch_size=None, name=specs[0].name or "input")
+    out = layer(inp)
+    if isinstance(out, dict):
+        out = [out[k] for k in sorted(out)]
+        out = out[0] if len(out) == 1 else out
+    return keras.Model(inp, out, name=path.name)
+
+
+def _guess_preprocessing(model):
+    """User models: a Rescaling layer near the input means raw [0, 255] pixels; otherwise assume [0, 1]."""
+    import models
+
+    for layer in model.layers[:4]:
+        if type(layer).__name__ == "Rescaling":
+            return models.RAW_0_255
+    return models.UNIT
+
+
+def load_model(source: str | os.PathLike, *, weights: str | None = None, input_size: int | tuple | None = None,
+               classes: int | None = None, width: dict | None = None, preprocessing=None) -> LoadedModel:
+    """Resolve ``source`` into a :class:`LoadedModel`.
+
+    ``input_size`` (int or (H, W)), ``classes`` and ``width`` (the family's width knobs, e.g. ``{"alpha": 0.75}``)
+    reach the zoo builder; ``preprocessing`` (a ``models.Preprocessing``) overrides the model's own.
+    """
+    _quiet_tf()
+    import models
+
+    src = str(source)
+    path = Path(src)
+    width = dict(width or {})
+    if models.is_model(src):
+        info = models.model_info(src)
+        shape = info.input_shape
+        if input_size is not None:
+            hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+            shape = (int(hw[0]), int(hw[1]), info.input_shape[2])
+        try:
+            model = models.create_model(src, input_shape=shape, classes=classes, **width)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if weights:
+            wpath = Path(weights)
+            if not wpath.exists():
+                raise EdgeconvError(f"weights file not found: {wpath}")
+            try:
+                model.load_weights(str(wpath))
+            except Exception as e:
+                raise EdgeconvError(f"cannot load weights {wpath} into {src} {shape}: {_first_line(e)}") from None
+        return LoadedModel(model, src, src, "zoo", preprocessing or info.preprocessing, False, info.to_dict(),
+                           {"input_shape": list(shape), "classes": classes or info.classes, **width})
+
+    looks_like_path = path.suffix in (".keras", ".h5", ".hdf5") or os.sep in src or path.exists()
+    if not looks_like_path:
+        raise models.UnknownModelError(src, models.suggest(src))
+    if not path.exists():
+        raise EdgeconvError(f"model file not found: {path}")
+    if weights:
+        raise UsageError("--weights loads a weights file into a zoo model; a model file already has its weights")
+    if input_size is not None or classes is not None or width:
+        raise UsageError("--input-size, --classes and width options only apply to zoo models")
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists():
+            raise EdgeconvError(f"{path} is a folder but not a SavedModel (no saved_model.pb)")
+        model, kind = _load_savedmodel(path), "savedmodel"
+    elif path.suffix in (".keras", ".h5", ".hdf5"):
+        model, kind = load_keras_file(path), ("keras" if path.suffix == ".keras" else "h5")
+    else:
+        raise UsageError(f"{path}: unknown model format (expected a zoo name, .keras, .h5 or a SavedModel folder)")
+    if len(model.inputs) != 1 or len(model.input_shape) != 4:
+        raise EdgeconvError(f"{path}: expected one image input (N, H, W, C), got {model.input_shape}")
+    if any(s is None for s in model.input_shape[1:]):
+        raise EdgeconvError(f"{path}: the model's input size is dynamic {model.input_shape}; "
+                            "rebuild it with a fixed height, width and channels")
+    assumed = preprocessing is None
+    name = path.stem if path.is_file() else path.name
+    return LoadedModel(model, name, str(path), kind, preprocessing or _guess_preprocessing(model), assumed)

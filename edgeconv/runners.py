@@ -1,0 +1,211 @@
+"""One runner per runtime, one tiny interface (Polygraphy-style): float32 NHWC model inputs in, float32 outputs out.
+
+Runners quantize integer inputs and dequantize integer outputs with the artifact's own scale / zero-point, and
+transpose for NCHW ONNX files, so every comparison downstream works on plain float arrays.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EdgeconvError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple  # ints; -1 / None for dynamic
+    dtype: str
+    scale: float | None = None
+    zero_point: int | None = None
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "shape": [int(s) if s is not None else -1 for s in self.shape], "dtype": self.dtype}
+        if self.scale is not None:
+            d["quantization"] = {"scale": self.scale, "zero_point": self.zero_point}
+        return d
+
+
+def quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(x, np.float64) / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((q.astype(np.float64) - zero_point) * scale).astype(np.float32)
+
+
+class KerasRunner:
+    """The reference: the Keras model in inference mode."""
+
+    kind = "keras"
+
+    def __init__(self, model, batch_size: int = 32):
+        self.model = model
+        self.batch_size = batch_size
+        self.name = getattr(model, "name", "keras")
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        outs: list[list[np.ndarray]] = []
+        for i in range(0, len(x), self.batch_size):
+            y = self.model(x[i:i + self.batch_size], training=False)
+            ys = list(y) if isinstance(y, (list, tuple)) else [y]
+            outs.append([np.asarray(t, np.float32) for t in ys])
+        return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
+
+
+def _output_order(names: list[str]) -> list[int]:
+    """Keras 3 exports name outputs ``output_0``, ``output_1``, ...; keep Keras' order where the names say it."""
+    keys = []
+    for i, n in enumerate(names):
+        m = re.search(r"(\d+)$", n)
+        keys.append((int(m.group(1)) if m else i, i))
+    return [i for _, i in sorted(keys)]
+
+
+class LiteRTRunner:
+    """A .tflite file on the LiteRT interpreter (``ai_edge_litert``), XNNPACK on by default as on a phone's CPU."""
+
+    kind = "tflite"
+
+    def __init__(self, path_or_bytes, num_threads: int = 1, xnnpack: bool = True,
+                 preserve_all_tensors: bool = False):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        kwargs = dict(num_threads=num_threads, experimental_preserve_all_tensors=preserve_all_tensors)
+        if not xnnpack or preserve_all_tensors:
+            kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            if isinstance(path_or_bytes, (bytes, bytearray)):
+                self.interpreter = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
+                self.name = "tflite"
+            else:
+                self.interpreter = Interpreter(model_path=str(path_or_bytes), **kwargs)
+                self.name = Path(path_or_bytes).name
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as e:
+            raise EdgeconvError(f"cannot load TFLite model {self.name if hasattr(self, 'name') else ''}: "
+                                f"{str(e).splitlines()[0]}") from None
+        self._in = self.interpreter.get_input_details()
+        outs = self.interpreter.get_output_details()
+        self._out = [outs[i] for i in _output_order([o["name"] for o in outs])]
+        if len(self._in) != 1:
+            raise EdgeconvError(f"{self.name}: only single-input image models are supported, found {len(self._in)}")
+
+    @staticmethod
+    def _spec(d) -> TensorSpec:
+        scale, zp = d["quantization"]
+        q = np.issubdtype(d["dtype"], np.integer) and scale != 0
+        return TensorSpec(d["name"], tuple(int(s) for s in d["shape_signature"]), np.dtype(d["dtype"]).name,
+                          float(scale) if q else None, int(zp) if q else None)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [self._spec(d) for d in self._in]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [self._spec(d) for d in self._out]
+
+    def _set_input(self, xb: np.ndarray) -> None:
+        d = self._in[0]
+        if tuple(d["shape"]) != xb.shape:
+            self.interpreter.resize_tensor_input(d["index"], xb.shape)
+            self.interpreter.allocate_tensors()
+        dt = np.dtype(d["dtype"])
+        if np.issubdtype(dt, np.integer):
+            scale, zp = d["quantization"]
+            xb = quantize(xb, dt, scale, zp)
+        else:
+            xb = xb.astype(dt)
+        self.interpreter.set_tensor(d["index"], xb)
+
+    def _get_outputs(self) -> list[np.ndarray]:
+        ys = []
+        for d in self._out:
+            y = self.interpreter.get_tensor(d["index"])
+            if np.issubdtype(y.dtype, np.integer):
+                scale, zp = d["quantization"]
+                y = dequantize(y, scale, zp)
+            ys.append(np.asarray(y, np.float32))
+        return ys
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        batch = int(self._in[0]["shape_signature"][0])
+        step = 1 if batch == 1 else len(x)
+        outs = []
+        for i in range(0, len(x), step):
+            self._set_input(np.ascontiguousarray(x[i:i + step], np.float32))
+            self.interpreter.invoke()
+            outs.append(self._get_outputs())
+        return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
+
+
+class OnnxRunner:
+    """An .onnx file on onnxruntime's CPU provider; ``layout="nchw"`` transposes NHWC inputs for NCHW files."""
+
+    kind = "onnx"
+
+    def __init__(self, path_or_bytes, num_threads: int = 1, layout: str = "nhwc"):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = num_threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        src = bytes(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
+        self.name = "onnx" if isinstance(src, bytes) else Path(src).name
+        try:
+            self.session = ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise EdgeconvError(f"cannot load ONNX model {self.name}: {str(e).splitlines()[0]}") from None
+        if layout not in ("nhwc", "nchw"):
+            raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
+        self.layout = layout
+        self._in = self.session.get_inputs()
+        self._out = self.session.get_outputs()
+        if len(self._in) != 1:
+            raise EdgeconvError(f"{self.name}: only single-input image models are supported, found {len(self._in)}")
+
+    @staticmethod
+    def _spec(t) -> TensorSpec:
+        dtype = t.type.replace("tensor(", "").rstrip(")").replace("float", "float32").replace("float3264", "float64")
+        return TensorSpec(t.name, tuple(s if isinstance(s, int) else -1 for s in t.shape), dtype)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [self._spec(t) for t in self._in]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [self._spec(t) for t in self._out]
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        x = np.asarray(x, np.float32)
+        if self.layout == "nchw":
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        batch = self._in[0].shape[0]
+        step = 1 if batch == 1 else len(x)
+        outs = []
+        for i in range(0, len(x), step):
+            ys = self.session.run(None, {self._in[0].name: x[i:i + step]})
+            outs.append([np.asarray(y, np.float32) for y in ys])
+        return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
+
+
+def runner_for(path, num_threads: int = 1, layout: str = "nhwc", xnnpack: bool = True):
+    """The runner for an artifact file, chosen by its suffix."""
+    p = Path(path)
+    if p.suffix == ".tflite":
+        return LiteRTRunner(p, num_threads=num_threads, xnnpack=xnnpack)
+    if p.suffix == ".onnx":
+        return OnnxRunner(p, num_threads=num_threads, layout=layout)
+    if p.suffix in (".keras", ".h5"):
+        from .load import load_keras_file
+
+        return KerasRunner(load_keras_file(p))
+    raise EdgeconvError(f"{p}: not an artifact edgeconv can run (expected .tflite, .onnx or .keras)")

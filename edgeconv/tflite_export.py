@@ -1,0 +1,83 @@
+"""SavedModel -> .tflite bytes for one precision (TFLiteConverter.from_saved_model)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+import numpy as np
+
+from .errors import EdgeconvError
+
+IO_TYPES = ("int", "float")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The converter prints MLIR and absl chatter to stdout/stderr; keep the user's terminal clean."""
+    import logging
+
+    old = logging.getLogger("tensorflow").level
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.getLogger("tensorflow").setLevel(old)
+
+
+def _representative(x: np.ndarray):
+    def gen():
+        for i in range(len(x)):
+            yield [np.ascontiguousarray(x[i:i + 1], np.float32)]
+
+    return gen
+
+
+def make_converter(saved_model_dir: str | os.PathLike, precision: str, calibration: np.ndarray | None = None,
+                   io_type: str = "int"):
+    """A configured ``tf.lite.TFLiteConverter`` for ``precision`` (fp32, fp16, dynamic, int8, int16x8)."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    if precision == "fp32":
+        return conv
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "fp16":
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision == "dynamic":
+        pass
+    elif precision in ("int8", "int16x8"):
+        if calibration is None or len(calibration) == 0:
+            raise EdgeconvError(f"{precision} needs calibration data")
+        if io_type not in IO_TYPES:
+            raise EdgeconvError(f"io_type must be one of {IO_TYPES}, got {io_type!r}")
+        conv.representative_dataset = _representative(calibration)
+        if precision == "int8":
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            int_type = tf.int8
+        else:
+            # Ops without a 16x8 kernel (HARD_SWISH today) stay float instead of failing the whole conversion;
+            # the manifest's op list shows which ones did.
+            conv.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                tf.lite.OpsSet.TFLITE_BUILTINS]
+            int_type = tf.int16
+        if io_type == "int":
+            conv.inference_input_type = int_type
+            conv.inference_output_type = int_type
+    else:
+        raise EdgeconvError(f"unknown TFLite precision {precision!r}")
+    return conv
+
+
+def convert_tflite(saved_model_dir: str | os.PathLike, precision: str, calibration: np.ndarray | None = None,
+                   io_type: str = "int") -> bytes:
+    """Convert the traced SavedModel to TFLite bytes at ``precision``; ``calibration`` are float32 model inputs."""
+    conv = make_converter(saved_model_dir, precision, calibration, io_type)
+    try:
+        with _quiet():
+            return bytes(conv.convert())
+    except Exception as e:  # the converter raises ConverterError / RuntimeError with long MLIR dumps
+        msg = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0])
+        raise EdgeconvError(f"TFLite {precision} conversion failed: {msg.strip()}") from None

@@ -1,0 +1,154 @@
+"""The zoo registry, in the style of timm: decorate a builder with ``@register_model(...)`` and it is listed.
+
+    >>> import models
+    >>> models.list_models("mobilenet*")
+    >>> model = models.create_model("mobilenetv3_small", input_shape=(96, 96, 3), classes=10, alpha=0.75)
+
+Every entry carries the metadata the pipeline needs: family, default input shape and class count, the input
+preprocessing, the export-sensitive activations it contains, and its parameter count at the default size (verified
+exactly by ``tests/zoo``) next to the published reference count.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .preprocessing import Preprocessing
+
+#: Activations that are known to change behaviour in conversion / quantization.
+SENSITIVE_ACTIVATIONS = ("relu6", "hard_swish", "hard_sigmoid", "swish", "gelu")
+
+
+class UnknownModelError(ValueError):
+    """Raised for a name that is not in the zoo; ``suggestions`` holds the closest names."""
+
+    def __init__(self, name: str, suggestions: list[str]):
+        self.name = name
+        self.suggestions = suggestions
+        hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"unknown model '{name}'{hint} (`edgeconv zoo list` shows all)")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    family: str
+    builder: Callable[..., Any]
+    input_shape: tuple[int, int, int]
+    classes: int
+    preprocessing: Preprocessing
+    activations: tuple[str, ...]
+    params: int  # parameter count of create_model(name) (default input, default classes); verified by tests/zoo
+    reference_params: int  # the published reference count (shared/ZOO.md)
+    reference_source: str
+    param_tolerance: float = 0.0  # allowed |params - reference| / reference; the builder's docstring says why
+    min_input_size: int = 32
+    width_kwargs: tuple[str, ...] = ()  # the family's width knobs accepted by the builder (alpha, groups, ...)
+    small_kwargs: dict = field(default_factory=dict)  # a narrow, fast variant for tests (e.g. {"alpha": 0.25})
+    doc: str = ""
+
+    @property
+    def param_rel_diff(self) -> float:
+        return abs(self.params - self.reference_params) / self.reference_params
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "params": self.params,
+            "reference_params": self.reference_params,
+            "reference_source": self.reference_source,
+            "input_shape": list(self.input_shape),
+            "classes": self.classes,
+            "min_input_size": self.min_input_size,
+            "preprocessing": self.preprocessing.to_dict(),
+            "sensitive_activations": list(self.activations),
+            "width_kwargs": list(self.width_kwargs),
+        }
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(*, family: str, input_shape: tuple[int, int, int], preprocessing: Preprocessing,
+                   params: int, reference_params: int, reference_source: str, classes: int = 1000,
+                   activations: tuple[str, ...] = (), param_tolerance: float = 0.0, min_input_size: int = 32,
+                   width_kwargs: tuple[str, ...] = (), small_kwargs: dict | None = None,
+                   name: str | None = None):
+    """Register ``builder(input_shape=..., classes=..., **kwargs) -> keras.Model`` under its function name."""
+    unknown = set(activations) - set(SENSITIVE_ACTIVATIONS)
+    if unknown:
+        raise ValueError(f"unknown sensitive activation(s) {sorted(unknown)}; use {SENSITIVE_ACTIVATIONS}")
+
+    def decorate(fn):
+        key = name or fn.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"model '{key}' is registered twice")
+        _REGISTRY[key] = ModelInfo(
+            name=key, family=family, builder=fn, input_shape=tuple(input_shape), classes=classes,
+            preprocessing=preprocessing, activations=tuple(activations), params=params,
+            reference_params=reference_params, reference_source=reference_source, param_tolerance=param_tolerance,
+            min_input_size=min_input_size,
+            width_kwargs=tuple(width_kwargs), small_kwargs=dict(small_kwargs or {}), doc=(fn.__doc__ or "").strip(),
+        )
+        return fn
+
+    return decorate
+
+
+def _ensure_loaded() -> None:
+    # Importing the family modules runs their @register_model decorators.
+    from . import families  # noqa: F401
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted zoo names, optionally filtered by a shell-style pattern (``"resnet*"``)."""
+    _ensure_loaded()
+    names = sorted(_REGISTRY)
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    return names
+
+
+def suggest(name: str, n: int = 3) -> list[str]:
+    _ensure_loaded()
+    names = sorted(_REGISTRY)
+    close = difflib.get_close_matches(name.lower(), names, n=n, cutoff=0.5)
+    if not close:
+        close = [m for m in names if name.lower() in m or m in name.lower()][:n]
+    return close
+
+
+def model_info(name: str) -> ModelInfo:
+    """Metadata of a zoo model; raises :class:`UnknownModelError` with suggestions."""
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(name, suggest(name)) from None
+
+
+def is_model(name: str) -> bool:
+    _ensure_loaded()
+    return name in _REGISTRY
+
+
+def create_model(name: str, input_shape: tuple[int, int, int] | None = None, classes: int | None = None,
+                 **kwargs):
+    """Build a zoo model (random weights). ``input_shape`` is (H, W, C); width knobs go in ``kwargs``."""
+    info = model_info(name)
+    shape = tuple(input_shape) if input_shape is not None else info.input_shape
+    if len(shape) != 3 or any(int(s) <= 0 for s in shape):
+        raise ValueError(f"input_shape must be (height, width, channels) with positive sizes, got {shape}")
+    if min(shape[0], shape[1]) < info.min_input_size:
+        raise ValueError(f"{name} needs an input of at least {info.min_input_size}x{info.min_input_size}, "
+                         f"got {shape[0]}x{shape[1]}")
+    n_classes = info.classes if classes is None else int(classes)
+    if n_classes < 1:
+        raise ValueError(f"classes must be >= 1, got {classes}")
+    bad = set(kwargs) - set(info.width_kwargs) - {"name"}
+    if bad:
+        raise ValueError(f"{name} does not take {sorted(bad)}; its options are {list(info.width_kwargs) or 'none'}")
+    return info.builder(input_shape=shape, classes=n_classes, **kwargs)

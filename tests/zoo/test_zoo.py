@@ -1,0 +1,108 @@
+"""The zoo: every registered model builds with its verified parameter count, runs small, and reloads from .keras."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import models
+
+ALL = models.list_models()
+ZOO_MD_NAMES = [
+    "lenet5", "alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "inception_v3", "inception_v4",
+    "inception_resnet_v2", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet50v2",
+    "resnet101v2", "resnet152v2", "resnext50", "resnext101", "densenet121", "densenet169", "densenet201",
+    "xception", "squeezenet", "shufflenet", "mobilenet_v1", "mobilenet_v2", "mobilenetv3_small",
+    "mobilenetv3_large", *[f"efficientnet_b{i}" for i in range(8)], "vit_b16", "vit_b32", "vit_l16",
+]
+# Models this large take seconds to allocate; they still run by default, one per xdist worker at a time.
+HUGE = 150_000_000
+
+
+def test_every_zoo_md_name_is_registered():
+    assert sorted(set(ZOO_MD_NAMES) - set(ALL)) == []
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_parameter_count_at_default_size(name):
+    import keras
+
+    info = models.model_info(name)
+    keras.backend.clear_session()
+    model = models.create_model(name)
+    n = model.count_params()
+    assert n == info.params, f"{name}: built {n:,} params, registry says {info.params:,}"
+    assert model.input_shape[1:] == info.input_shape
+    assert model.output_shape[-1] == info.classes
+    assert info.param_rel_diff <= info.param_tolerance, (
+        f"{name}: {info.params:,} vs reference {info.reference_params:,} ({info.param_rel_diff:.2%}) "
+        f"exceeds the documented tolerance {info.param_tolerance:.2%}")
+    if "keras.applications" in info.reference_source:
+        assert info.params == info.reference_params, "keras.applications-backed families must match exactly"
+    if info.params != info.reference_params:
+        assert "param" in info.doc.lower(), f"{name}: the docstring must explain the parameter difference"
+    del model
+    keras.backend.clear_session()
+
+
+def _small_shape(info):
+    s = max(info.min_input_size, 32)
+    return (s, s, info.input_shape[2])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_pass_small(name):
+    import keras
+
+    info = models.model_info(name)
+    keras.backend.clear_session()
+    model = models.create_model(name, input_shape=_small_shape(info), classes=7, **info.small_kwargs)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, size=(2, *_small_shape(info))).astype("float32")
+    x = info.preprocessing.apply(x) if x.shape[-1] in (1, 3) else x
+    y = np.asarray(model(x, training=False))
+    assert y.shape == (2, 7)
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-4)  # every zoo head ends in softmax
+    keras.backend.clear_session()
+
+
+def _has_custom_layers(model) -> bool:
+    def walk(layer):
+        yield layer
+        for sub in getattr(layer, "layers", []) or []:
+            yield from walk(sub)
+
+    return any(not type(l).__module__.startswith("keras") for l in walk(model))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_keras_file_roundtrip(name, tmp_path):
+    """Zoo models with custom layers reload from .keras (the layers are registered) with identical outputs."""
+    import keras
+
+    info = models.model_info(name)
+    keras.backend.clear_session()
+    model = models.create_model(name, input_shape=_small_shape(info), classes=5, **info.small_kwargs)
+    if not _has_custom_layers(model):
+        pytest.skip("only built-in Keras layers")
+    path = os.path.join(tmp_path, f"{name}.keras")
+    model.save(path)
+    again = keras.models.load_model(path)
+    x = np.random.default_rng(1).uniform(0, 1, size=(1, *_small_shape(info))).astype("float32")
+    np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(again(x)))
+
+
+def test_unknown_name_suggests_closest():
+    with pytest.raises(models.UnknownModelError) as e:
+        models.create_model("mobilenetv3_smal")
+    assert "mobilenetv3_small" in e.value.suggestions
+    assert "did you mean" in str(e.value)
+
+
+def test_bad_arguments_are_clear():
+    with pytest.raises(ValueError, match="at least"):
+        models.create_model("mobilenetv3_small", input_shape=(8, 8, 3))
+    with pytest.raises(ValueError, match="does not take"):
+        models.create_model("lenet5", alpha=0.5)
