@@ -48,6 +48,10 @@ class ModelInfo:
     width_kwargs: tuple[str, ...] = ()  # the family's width knobs accepted by the builder (alpha, groups, ...)
     small_kwargs: dict = field(default_factory=dict)  # a narrow, fast variant for tests (e.g. {"alpha": 0.25})
     doc: str = ""
+    # "all": reference_params counts every weight, as keras' count_params() does; "trainable": the reference
+    # (torchvision / timm) counts batch-norm running statistics as buffers, not parameters, so it is compared
+    # with the model's trainable weights (verified exactly by tests/zoo).
+    reference_counts: str = "all"
 
     @property
     def param_rel_diff(self) -> float:
@@ -66,6 +70,7 @@ class ModelInfo:
             "preprocessing": self.preprocessing.to_dict(),
             "sensitive_activations": list(self.activations),
             "width_kwargs": list(self.width_kwargs),
+            "reference_counts": self.reference_counts,
         }
 
 
@@ -76,8 +81,10 @@ def register_model(*, family: str, input_shape: tuple[int, int, int], preprocess
                    params: int, reference_params: int, reference_source: str, classes: int = 1000,
                    activations: tuple[str, ...] = (), param_tolerance: float = 0.0, min_input_size: int = 32,
                    width_kwargs: tuple[str, ...] = (), small_kwargs: dict | None = None,
-                   name: str | None = None):
+                   reference_counts: str = "all", name: str | None = None):
     """Register ``builder(input_shape=..., classes=..., **kwargs) -> keras.Model`` under its function name."""
+    if reference_counts not in ("all", "trainable"):
+        raise ValueError(f"reference_counts must be 'all' or 'trainable', not {reference_counts!r}")
     unknown = set(activations) - set(SENSITIVE_ACTIVATIONS)
     if unknown:
         raise ValueError(f"unknown sensitive activation(s) {sorted(unknown)}; use {SENSITIVE_ACTIVATIONS}")
@@ -92,6 +99,7 @@ def register_model(*, family: str, input_shape: tuple[int, int, int], preprocess
             reference_params=reference_params, reference_source=reference_source, param_tolerance=param_tolerance,
             min_input_size=min_input_size,
             width_kwargs=tuple(width_kwargs), small_kwargs=dict(small_kwargs or {}), doc=(fn.__doc__ or "").strip(),
+            reference_counts=reference_counts,
         )
         return fn
 

@@ -147,7 +147,7 @@ def _inception_c(x, f, name):
     family="inception", input_shape=(299, 299, 3), preprocessing=MINUS1_1, params=42_742_984,
     reference_params=42_679_816, reference_source="timm inception_v4 (Inception-v4 paper: about 42.7 M)",
     activations=(), param_tolerance=0.0015, min_input_size=75, width_kwargs=("width_multiplier",),
-    small_kwargs={"width_multiplier": 0.25},
+    small_kwargs={"width_multiplier": 0.25}, reference_counts="trainable",
 )
 def inception_v4(input_shape=(299, 299, 3), classes=1000, width_multiplier=1.0, name="inception_v4"):
     """Inception V4 (Szegedy et al. 2016), timm's ``inception_v4`` in the keras applications idiom; inputs [-1, 1].

@@ -123,24 +123,34 @@ def _resnext(depths, input_shape, classes, cardinality, base_width, name):
 # ResNet-18 / 34 (hand-written, torchvision layout)
 # ---------------------------------------------------------------------------------------------------------------
 
-@register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=TORCH, params=11_689_512,
+@register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=TORCH, params=11_699_112,
                 reference_params=11_689_512, reference_source="torchvision resnet18 (ResNet paper, basic blocks)",
-                width_kwargs=("width_multiplier",), small_kwargs={"width_multiplier": 0.25})
+                width_kwargs=("width_multiplier",), small_kwargs={"width_multiplier": 0.25},
+                param_tolerance=0.0013, reference_counts="trainable")
 def resnet18(input_shape=(224, 224, 3), classes=1000, width_multiplier=1.0, name=None):
-    """ResNet-18: basic blocks [2, 2, 2, 2]; params identical to torchvision's resnet18.
+    """ResNet-18: basic blocks [2, 2, 2, 2]; trainable params identical to torchvision's resnet18.
 
     ``width_multiplier`` scales every stage width (64, 128, 256, 512). Inputs use torchvision's ImageNet mean/std.
+
+    Parameter count: keras' ``count_params()`` includes the batch-norm moving mean and variance (2 per BN channel,
+    9,600 here), which torchvision keeps as buffers; the trainable params equal torchvision's 11,689,512 exactly
+    (``reference_counts='trainable'``, checked by tests/zoo).
     """
     return _basic_resnet((2, 2, 2, 2), input_shape, classes, width_multiplier, name or "resnet18")
 
 
-@register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=TORCH, params=21_797_672,
+@register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=TORCH, params=21_814_696,
                 reference_params=21_797_672, reference_source="torchvision resnet34 (ResNet paper, basic blocks)",
-                width_kwargs=("width_multiplier",), small_kwargs={"width_multiplier": 0.25})
+                width_kwargs=("width_multiplier",), small_kwargs={"width_multiplier": 0.25},
+                param_tolerance=0.0013, reference_counts="trainable")
 def resnet34(input_shape=(224, 224, 3), classes=1000, width_multiplier=1.0, name=None):
-    """ResNet-34: basic blocks [3, 4, 6, 3]; params identical to torchvision's resnet34.
+    """ResNet-34: basic blocks [3, 4, 6, 3]; trainable params identical to torchvision's resnet34.
 
     ``width_multiplier`` scales every stage width (64, 128, 256, 512). Inputs use torchvision's ImageNet mean/std.
+
+    Parameter count: keras' ``count_params()`` includes the batch-norm moving mean and variance (2 per BN channel,
+    17,024 here), which torchvision keeps as buffers; the trainable params equal torchvision's 21,797,672 exactly
+    (``reference_counts='trainable'``, checked by tests/zoo).
     """
     return _basic_resnet((3, 4, 6, 3), input_shape, classes, width_multiplier, name or "resnet34")
 
@@ -200,25 +210,35 @@ def resnet152v2(input_shape=(224, 224, 3), classes=1000, name=None):
 # ResNeXt (hand-written, torchvision layout)
 # ---------------------------------------------------------------------------------------------------------------
 
-@register_model(family="resnext", input_shape=(224, 224, 3), preprocessing=TORCH, params=25_028_904,
+@register_model(family="resnext", input_shape=(224, 224, 3), preprocessing=TORCH, params=25_097_128,
                 reference_params=25_028_904, reference_source="torchvision resnext50_32x4d (ResNeXt paper)",
-                width_kwargs=("cardinality", "base_width"), small_kwargs={"cardinality": 4, "base_width": 4})
+                width_kwargs=("cardinality", "base_width"), small_kwargs={"cardinality": 4, "base_width": 4},
+                param_tolerance=0.0032, reference_counts="trainable")
 def resnext50(input_shape=(224, 224, 3), classes=1000, cardinality=32, base_width=4, name=None):
     """ResNeXt-50 (32x4d): bottlenecks [3, 4, 6, 3] with a grouped 3x3 ``Conv2D(groups=cardinality)``.
 
-    Each bottleneck is ``int(planes * base_width / 64) * cardinality`` wide; params identical to torchvision's
+    Each bottleneck is ``int(planes * base_width / 64) * cardinality`` wide; trainable params identical to torchvision's
     resnext50_32x4d. Inputs use torchvision's ImageNet mean/std.
+
+    Parameter count: keras' ``count_params()`` includes the batch-norm moving mean and variance (2 per BN channel,
+    68,224 here), which torchvision keeps as buffers; the trainable params equal torchvision's 25,028,904 exactly
+    (``reference_counts='trainable'``, checked by tests/zoo).
     """
     return _resnext((3, 4, 6, 3), input_shape, classes, cardinality, base_width, name or "resnext50")
 
 
-@register_model(family="resnext", input_shape=(224, 224, 3), preprocessing=TORCH, params=44_177_704,
+@register_model(family="resnext", input_shape=(224, 224, 3), preprocessing=TORCH, params=44_315_560,
                 reference_params=44_177_704, reference_source="torchvision resnext101_32x4d (ResNeXt paper)",
-                width_kwargs=("cardinality", "base_width"), small_kwargs={"cardinality": 4, "base_width": 4})
+                width_kwargs=("cardinality", "base_width"), small_kwargs={"cardinality": 4, "base_width": 4},
+                param_tolerance=0.0036, reference_counts="trainable")
 def resnext101(input_shape=(224, 224, 3), classes=1000, cardinality=32, base_width=4, name=None):
     """ResNeXt-101 (32x4d): bottlenecks [3, 4, 23, 3] with a grouped 3x3 ``Conv2D(groups=cardinality)``.
 
-    Each bottleneck is ``int(planes * base_width / 64) * cardinality`` wide; params identical to torchvision's
+    Each bottleneck is ``int(planes * base_width / 64) * cardinality`` wide; trainable params identical to torchvision's
     resnext101_32x4d. Inputs use torchvision's ImageNet mean/std.
+
+    Parameter count: keras' ``count_params()`` includes the batch-norm moving mean and variance (2 per BN channel,
+    137,856 here), which torchvision keeps as buffers; the trainable params equal torchvision's 44,177,704 exactly
+    (``reference_counts='trainable'``, checked by tests/zoo).
     """
     return _resnext((3, 4, 23, 3), input_shape, classes, cardinality, base_width, name or "resnext101")

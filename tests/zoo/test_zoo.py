@@ -42,6 +42,9 @@ def test_parameter_count_at_default_size(name):
         assert info.params == info.reference_params, "keras.applications-backed families must match exactly"
     if info.params != info.reference_params:
         assert "param" in info.doc.lower(), f"{name}: the docstring must explain the parameter difference"
+    if info.reference_counts == "trainable":  # torchvision/timm count BN running stats as buffers, not params
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        assert trainable == info.reference_params, f"{name}: {trainable:,} trainable vs {info.reference_params:,}"
     del model
     keras.backend.clear_session()
 
