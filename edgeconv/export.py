@@ -18,10 +18,12 @@ import numpy as np
 
 from . import console
 from .errors import EdgeconvError, UsageError
-from .fileio import atomic_write_json, sha256_file
+from .fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from .load import LoadedModel, load_model
 from .manifest import MANIFEST, ArtifactRecord, Manifest, onnx_details, tflite_details, tool_versions
-from .precisions import Precision, resolve
+from .precisions import PRECISIONS, Precision, resolve
+
+PRECISIONS_INT8 = PRECISIONS["int8"]
 
 
 @dataclass
@@ -33,6 +35,7 @@ class ExportResult:
     seconds: dict = field(default_factory=dict)
     validation: object | None = None  # edgeconv.validate.ValidationReport when validation ran
     warnings: list[str] = field(default_factory=list)
+    fallback: object | None = None  # edgeconv.fallback.FallbackResult when --fallback auto had to act
 
     @property
     def artifacts(self) -> list[ArtifactRecord]:
@@ -97,12 +100,13 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
            calib_samples: int = 200, io_type: str = "int", batch_size: int | None = 1, input_size=None,
            classes: int | None = None, width: dict | None = None, weights: str | None = None, preprocessing=None,
            opset: int = 17, nchw: bool = False, seed: int = 0, validate: bool = True, validate_options=None,
-           command: str | None = None, quiet: bool = False) -> ExportResult:
+           fallback: str = "none", keep_float=(), command: str | None = None, quiet: bool = False) -> ExportResult:
     """Export ``source`` (zoo name, .keras, .h5, SavedModel folder) to every precision in ``precisions``.
 
     ``precisions`` are keys of :data:`edgeconv.precisions.PRECISIONS` (fp32 is always included). ``calibration`` is
     a folder of images, a .npy/.npz, or None for the embedded default photo set. Returns an :class:`ExportResult`;
-    artifacts land in ``out_dir/<name>/`` with ``manifest.json``.
+    artifacts land in ``out_dir/<name>/`` with ``manifest.json``. ``fallback="auto"`` re-converts an int8 TFLite
+    that fails validation with its worst layers kept in float; ``keep_float`` names layers to keep in float always.
     """
     selected: list[Precision] = resolve(precisions)
     if io_type not in ("int", "float"):
@@ -111,6 +115,15 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
         raise UsageError(f"batch size must be >= 1, got {batch_size}")
     if nchw and not any(p.format == "onnx" for p in selected):
         raise UsageError("--nchw only applies to ONNX artifacts; add --onnx")
+    if fallback not in ("none", "auto"):
+        raise UsageError(f"fallback must be 'none' or 'auto', got {fallback!r}")
+    keep_float = [str(k) for k in keep_float]
+    has_int8 = any(p.key == "int8" for p in selected)
+    if (fallback == "auto" or keep_float) and not has_int8:
+        raise UsageError("--fallback and --keep-float apply to the int8 TFLite artifact; add --int8")
+    if fallback == "auto" and not validate:
+        raise UsageError("--fallback auto needs validation to know whether int8 meets its target; "
+                         "drop --no-validate")
     if calibration is not None and not Path(calibration).exists():
         raise EdgeconvError(f"calibration data not found: {calibration}")
     out_root = Path(out_dir)
@@ -152,7 +165,7 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
                 t0 = time.perf_counter()
                 with console.step(f"convert {p.key}", quiet):
                     data, layout, extra, opset_used = _convert(p, loaded, saved_model, calib, io_type, batch_size,
-                                                                opset, nchw, onnx_fp32, warnings)
+                                                                opset, nchw, onnx_fp32, warnings, keep_float)
                 if p.key == "onnx":
                     onnx_fp32 = data
                 seconds[p.key] = time.perf_counter() - t0
@@ -184,18 +197,55 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
             )
             atomic_write_json(stage / MANIFEST, manifest.to_dict())
             _publish(stage, final, [ref_file] + [r.file for r in records])
+            result = ExportResult(final, name, manifest, None if calib is None else calib.describe(), seconds,
+                                  warnings=warnings)
+            if validate:
+                from .validate import validate as run_validation
+
+                with console.step("validate against the Keras reference", quiet):
+                    result.validation = run_validation(final, seed=seed, **(validate_options or {}))
+                if fallback == "auto" and _failed(result.validation, p_int8 := PRECISIONS_INT8.filename(name)):
+                    _apply_fallback(result, loaded, saved_model, calib, p_int8, io_type, keep_float, seed,
+                                    validate_options or {}, quiet)
+                    with console.step("re-validate after fallback", quiet):
+                        result.validation = run_validation(final, seed=seed, **(validate_options or {}))
         finally:
             shutil.rmtree(stage, ignore_errors=True)
             shutil.rmtree(work, ignore_errors=True)
-
-        result = ExportResult(final, name, manifest, None if calib is None else calib.describe(), seconds,
-                              warnings=warnings)
-        if validate:
-            from .validate import validate as run_validation
-
-            with console.step("validate against the Keras reference", quiet):
-                result.validation = run_validation(final, **(validate_options or {}))
     return result
+
+
+def _failed(report, file: str) -> bool:
+    return any(not a.passed for a in report.artifacts if a.file == file)
+
+
+def _apply_fallback(result: ExportResult, loaded: LoadedModel, saved_model: Path, calib, file: str, io_type: str,
+                    keep_float, seed: int, vopts: dict, quiet: bool) -> None:
+    """The int8 TFLite failed validation: keep its worst layers in float until it passes (edgeconv.fallback)."""
+    from .compare import tolerance_for
+    from .fallback import auto_fallback
+    from .inputs import model_inputs
+    from .runners import KerasRunner
+
+    val = model_inputs(vopts.get("data"), input_shape=loaded.input_shape, preprocessing=loaded.preprocessing,
+                       num=vopts.get("samples", 200), split="validation", seed=seed,
+                       exclude_ids=list(calib.ids))
+    ref = KerasRunner(loaded.model).run(val.x)
+    tol = tolerance_for("int8", "tflite", atol=vopts.get("atol"), min_sqnr=vopts.get("min_sqnr"),
+                        min_top1=vopts.get("min_top1"))
+    with console.step("fallback: keep the worst int8 layers in float", quiet):
+        fb = auto_fallback(saved_model, calib.x, val.x, ref, tol, keep_float=keep_float, io_type=io_type)
+    result.fallback = fb
+    final = result.out_dir
+    atomic_write_bytes(final / file, fb.model_bytes)
+    rec = next(a for a in result.manifest.artifacts if a.file == file)
+    details = tflite_details(fb.model_bytes)
+    rec.sha256, rec.bytes = sha256_file(final / file), len(fb.model_bytes)
+    rec.inputs, rec.outputs = details["inputs"], details["outputs"]
+    rec.extra = {**rec.extra, "ops": details["ops"], "tensor_types": details["tensor_types"],
+                 "fallback": {"kept_float": list(fb.kept_float), "passed": bool(fb.passed),
+                              "history": fb.history_dicts()}}
+    atomic_write_json(final / MANIFEST, result.manifest.to_dict())
 
 
 def _trace(model, work: Path, batch_size):
@@ -205,9 +255,14 @@ def _trace(model, work: Path, batch_size):
 
 
 def _convert(p: Precision, loaded: LoadedModel, saved_model: Path, calib, io_type: str, batch_size, opset: int,
-             nchw: bool, onnx_fp32: bytes | None, warnings: list[str]):
+             nchw: bool, onnx_fp32: bytes | None, warnings: list[str], keep_float=()):
     """-> (bytes, layout, extra, opset) for one artifact kind."""
     x = None if calib is None else calib.x
+    if p.key == "int8" and keep_float:
+        from .fallback import convert_with_keep_float
+
+        return (convert_with_keep_float(saved_model, x, list(keep_float), io_type), "nhwc",
+                {"io_type": io_type, "kept_float": list(keep_float)}, None)
     if p.format == "tflite":
         from .tflite_export import convert_tflite
 
