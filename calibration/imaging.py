@@ -49,6 +49,19 @@ def cover_box(width: float, height: float, size: tuple[int, int]) -> tuple[float
     return (0.0, (height - ch) / 2, float(width), (height + ch) / 2)
 
 
+def crop_box(width: float, height: float, size: tuple[int, int], scale: float = 1.0,
+             pos: tuple[float, float] = (0.5, 0.5)) -> tuple[float, float, float, float]:
+    """A box of the target aspect, ``scale`` times the size of :func:`cover_box`, placed at ``pos``.
+
+    ``pos`` = (x, y) in [0, 1] places the box in the room left around it: (0, 0) top-left, (0.5, 0.5) centered,
+    (1, 1) bottom-right; ``crop_box(w, h, size)`` is :func:`cover_box`.
+    """
+    x0, y0, x1, y1 = cover_box(width, height, size)
+    cw, ch = (x1 - x0) * scale, (y1 - y0) * scale
+    left, top = pos[0] * (width - cw), pos[1] * (height - ch)
+    return (left, top, left + cw, top + ch)
+
+
 def resize_box(im: Image.Image, size: tuple[int, int], box) -> Image.Image:
     """Resize ``box`` of ``im`` to ``size`` = (height, width), bilinear with antialiasing when shrinking."""
     th, tw = size

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -24,9 +24,9 @@ class Samples:
 
     ``data`` is (N, H, W, C) float32. With ``kind == "pixels"`` it holds pixel values in [0, 255] (RGB, or gray
     when C == 1) that still need the model's preprocessing; with ``kind == "model_input"`` it holds inputs the user
-    already preprocessed, to be used as is. ``ids[i]`` names sample i stably ("chelsea.png#c3f", "cats/001.jpg",
-    "data.npy[17]"); ``skipped`` lists (file, reason) for unreadable images; ``labels`` comes from an .npz's
-    ``y``/``labels`` array, aligned with ``data``.
+    already preprocessed, to be used as is. ``ids[i]`` names sample i stably ("chelsea.png#crop3-flip",
+    "cats/001.jpg", "data.npy[17]"); ``skipped`` lists (file, reason) for unreadable images; ``labels`` comes from
+    an .npz's ``y``/``labels`` array, aligned with ``data``.
     """
 
     data: np.ndarray
@@ -54,14 +54,17 @@ def usage_error(message: str) -> CalibrationError:
     return CalibrationError(message, exit_code=2)
 
 
+def _positive_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
+
+
 def check_args(size, channels, num, split, seed) -> tuple[int, int]:
     """Validate the arguments shared by every loader; returns ``size`` as a (height, width) tuple of ints."""
-    if (not isinstance(size, Sequence) or len(size) != 2
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in size)):
+    if not isinstance(size, Sequence) or len(size) != 2 or not all(_positive_int(v) for v in size):
         raise usage_error(f"size must be (height, width) with two positive integers, not {size!r}")
-    if channels not in (1, 3) or isinstance(channels, bool):
-        raise usage_error(f"channels must be 1 (gray) or 3 (RGB), not {channels!r}")
-    if not isinstance(num, numbers.Integral) or isinstance(num, bool) or num < 1:
+    if not _positive_int(channels):
+        raise usage_error(f"channels must be a positive integer (1 gray, 3 RGB), not {channels!r}")
+    if not _positive_int(num):
         raise usage_error(f"the number of samples must be a positive integer, not {num!r}")
     if split not in SPLITS:
         raise usage_error(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
@@ -70,13 +73,20 @@ def check_args(size, channels, num, split, seed) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def check_image_channels(channels: int, what: str) -> None:
+    """Images become gray (1) or RGB (3); other channel counts only come from preprocessed float arrays."""
+    if channels not in (1, 3):
+        raise usage_error(f"{what} can only give 1-channel (gray) or 3-channel (RGB) inputs, this model wants "
+                          f"{channels} channels: pass a float .npy/.npz of preprocessed (N, H, W, {channels}) inputs")
+
+
 def exclusion_set(exclude_ids: Iterable[str]) -> frozenset[str]:
     if isinstance(exclude_ids, (str, bytes)):
         return frozenset([str(exclude_ids)])
     return frozenset(str(i) for i in exclude_ids)
 
 
-def split_order(n: int, split: str, seed: int) -> Iterator[int]:
+def split_order(n: int, split: str, seed: int) -> np.ndarray:
     """The order in which a finite set of ``n`` samples is taken for ``split``.
 
     One permutation seeded by ``seed``: "calibration" and "all" walk it from the front, "validation" from the back,
@@ -84,7 +94,24 @@ def split_order(n: int, split: str, seed: int) -> Iterator[int]:
     even before the calibration ids are excluded explicitly.
     """
     perm = np.random.default_rng(seed).permutation(n)
-    return iter(perm[::-1] if split == "validation" else perm)
+    return perm[::-1] if split == "validation" else perm
+
+
+def pick(ids: Sequence[str], order: Iterable[int], excluded: frozenset[str], num: int) -> list[int]:
+    """The first ``num`` indices of ``order`` whose id is not excluded."""
+    out: list[int] = []
+    for i in order:
+        if len(out) == num:
+            break
+        if ids[i] not in excluded:
+            out.append(int(i))
+    return out
+
+
+def nothing_left(source: str, total: int, split: str) -> CalibrationError:
+    """All ``total`` samples of ``source`` were excluded (they are the calibration samples)."""
+    return CalibrationError(f"no {split_label(split)} samples left in {source}: all {total} are excluded "
+                            f"(used for calibration); pass held-out data that was not used for calibration")
 
 
 def stack(arrays: list[np.ndarray]) -> np.ndarray:

@@ -124,7 +124,7 @@ def load_model(source: str | os.PathLike, *, weights: str | None = None, input_s
 
     looks_like_path = path.suffix in (".keras", ".h5", ".hdf5") or os.sep in src or path.exists()
     if not looks_like_path:
-        raise models.UnknownModelError(src, models.suggest(src))
+        raise UsageError(str(models.UnknownModelError(src, models.suggest(src))))
     if not path.exists():
         raise EdgeconvError(f"model file not found: {path}")
     if weights:

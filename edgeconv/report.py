@@ -1,0 +1,154 @@
+"""report.json, report.md and the terminal table of a validation run (edgeconv.validate.ValidationReport)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from .fileio import atomic_write_json, atomic_write_text
+
+__all__ = ["table_columns", "table_rows", "detail_lines", "to_markdown", "write_reports"]
+
+_COLUMNS = ["artifact", "output", "max abs", "mean abs", "cosine", "SQNR dB", "PSNR dB", "top-1", "top-5", "accuracy",
+            "tolerance", "result"]
+
+
+def table_columns() -> list[str]:
+    return list(_COLUMNS)
+
+
+def _num(v, fmt: str) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "inf" if v > 0 else ("-inf" if v < 0 else "nan")
+    return format(v, fmt)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.2%}"
+
+
+def _accuracy(o) -> str:
+    if o.accuracy is None:
+        return "-"
+    return f"{o.accuracy:.2%} (ref {o.accuracy_ref:.2%})"
+
+
+def table_rows(report) -> list[list[str]]:
+    """One row per artifact and output, in manifest order; the result column says PASS / FAIL."""
+    rows = []
+    for a in report.artifacts:
+        verdict = "PASS" if a.passed else "FAIL"
+        tol = a.tolerance.describe()
+        if a.comparison is None:
+            rows.append([a.file, "-", "-", "-", "-", "-", "-", "-", "-", "-", tol, verdict])
+            continue
+        multi = len(a.comparison.outputs) > 1
+        for o in a.comparison.outputs:
+            rows.append([a.file, o.name if multi else "", _num(o.max_abs, ".2e"), _num(o.mean_abs, ".2e"),
+                         _num(o.cosine, ".6f"), _num(o.sqnr_db, ".1f"), _num(o.psnr_db, ".1f"),
+                         _pct(o.top1_agreement), _pct(o.top5_agreement), _accuracy(o), tol,
+                         verdict if a.sha256_ok else f"{verdict} (sha256)"])
+    return rows
+
+
+def detail_lines(report) -> list[str]:
+    """Lines to print under the table: layer-wise summaries (with the plot file) and layers kept in float."""
+    lines = []
+    for a in report.artifacts:
+        if a.kept_float:
+            lines.append(f"{a.file}: kept in float: {', '.join(a.kept_float)}")
+        if a.layers is not None:
+            plot = f" (plot: {a.layers.plot_file})" if a.layers.plot_file else ""
+            lines.append(f"{a.file}: {a.layers.summary()}{plot}")
+    return lines
+
+
+def _md_table(columns: list[str], rows: list[list]) -> str:
+    esc = [[str(c).replace("|", "\\|") for c in r] for r in rows]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in esc]
+    return "\n".join(lines)
+
+
+def to_markdown(report) -> str:
+    out = [f"# Validation of {report.model}: {'PASS' if report.passed else 'FAIL'}", "",
+           report.summary_line() + ".", "",
+           f"- Reference: `{report.reference}` (Keras, inference mode)",
+           f"- Inputs: {report.inputs} (never the calibration samples)"]
+    if report.labels:
+        out.append(f"- Labels: {report.labels}")
+    if report.overrides:
+        out.append("- Tolerance overrides: " + ", ".join(f"{k} = {v}" for k, v in report.overrides.items()))
+    for w in report.warnings:
+        out.append(f"- Warning: {w}")
+    out += ["", "## Results", "", _md_table(table_columns(), table_rows(report)), "",
+            "Float artifacts are judged by an absolute (+ relative) tolerance; quantized ones by SQNR (dB) and top-1 "
+            "agreement with the reference. Top-5 = share of inputs whose reference top-1 class is in the artifact's "
+            "top 5.", ""]
+    for a in report.artifacts:
+        out += [f"## {a.file}: {'PASS' if a.passed else 'FAIL'}", "",
+                f"{a.format} {a.precision}; tolerance: {a.tolerance.describe()}", ""]
+        if a.comparison is not None:
+            for o in a.comparison.outputs:
+                for c in o.checks:
+                    out.append(f"- {'ok' if c.passed else 'FAIL'} {c.reason}")
+                for note in o.notes:
+                    out.append(f"- note: {note}")
+        if not a.sha256_ok:
+            out.append("- FAIL sha256 differs from the manifest: the file changed since export")
+        if a.error:
+            out.append(f"- FAIL {a.error}")
+        if a.kept_float:
+            out.append(f"- kept in float: {', '.join(a.kept_float)}")
+        if a.fallback:
+            out += ["", _fallback_md(a.fallback)]
+        if a.layers is not None:
+            out += ["", _layers_md(a.layers)]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _layers_md(rep) -> str:
+    if rep.error:
+        return f"Layer-wise comparison not available: {rep.error}"
+    lines = [f"### Layer-wise ({rep.samples} inputs)", "", rep.summary() + ".", ""]
+    if rep.plot_file:
+        lines += [f"![error by depth]({rep.plot_file})", ""]
+    cols = ["depth", "layer", "class", "TFLite op", "rmse/scale", "local SQNR dB", "SQNR vs Keras dB", "max abs",
+            "flags"]
+    rows = [[s.depth, s.layer, s.layer_class, s.op, _num(s.rmse_scale, ".2f"), _num(s.local_sqnr_db, ".1f"),
+             _num(s.sqnr_db, ".1f"), _num(s.max_abs, ".3g"),
+             ", ".join(s.flags) + (" SUSPECT" if s.suspect else "")] for s in rep.layers]
+    lines.append(_md_table(cols, rows))
+    lines += ["", "rmse/scale: the layer's own error (its float computation on the same TFLite inputs) in "
+              "quantization steps; about 0.29 is pure rounding, above 0.7 is suspect. SQNR vs Keras accumulates "
+              "everything upstream."]
+    return "\n".join(lines)
+
+
+def _fallback_md(fb: dict) -> str:
+    hist = fb.get("history") or []
+    lines = ["### Automatic fallback (--fallback auto)", "",
+             f"The plain int8 missed its target; {'passed' if fb.get('passed') else 'still failing'} with "
+             f"{len(fb.get('kept_float') or [])} layer(s) kept in float.", ""]
+    if hist:
+        cols = ["round", "action", "kept float", "SQNR dB", "top-1", "KB", "latency ms", "passed"]
+        rows = [[h["round"], h["action"], ", ".join(h["kept_float"]) or "-", _num(h["sqnr_db"], ".1f")
+                 if not isinstance(h["sqnr_db"], str) else h["sqnr_db"], _pct(h["top1"]), f"{h['bytes'] / 1e3:.1f}",
+                 f"{h['latency_ms']:.3f}", "yes" if h["passed"] else "no"] for h in hist]
+        lines.append(_md_table(cols, rows))
+        lines += ["", f"Cost of the float layers: {hist[0]['bytes'] / 1e3:.1f} -> {hist[-1]['bytes'] / 1e3:.1f} KB, "
+                  f"{hist[0]['latency_ms']:.3f} -> {hist[-1]['latency_ms']:.3f} ms per image (LiteRT, XNNPACK, "
+                  f"1 thread)."]
+    return "\n".join(lines)
+
+
+def write_reports(report, folder, stem: str = "report") -> list[Path]:
+    """Write ``<stem>.json`` and ``<stem>.md`` into ``folder`` atomically; returns their paths."""
+    folder = Path(folder)
+    d = report.to_dict()
+    json.dumps(d, allow_nan=False)  # fail here, not with a half-valid file, if a NaN slipped through
+    return [atomic_write_json(folder / f"{stem}.json", d), atomic_write_text(folder / f"{stem}.md",
+                                                                             to_markdown(report))]

@@ -1,0 +1,96 @@
+"""Every tf2onnx / Keras 3 workaround edgeconv needs, each with the bug it works around (tf2onnx 1.17, Keras 3.15).
+
+Checked and *not* needed with the pinned versions (kept here so nobody re-adds them):
+- numpy >= 2 (``np.cast`` / ``np.object`` in tf2onnx's constant folding, patched by Keras' own ``tf2onnx_lib.py``):
+  fixed in tf2onnx 1.17, its ``rewrite_constant_fold`` no longer uses them.
+- Keras 3 models without ``output_names`` / ``_get_save_spec`` (tf2onnx ``from_keras`` assumed tf.keras):
+  edgeconv never calls ``from_keras``; :func:`edgeconv.onnx_export.convert_onnx` traces its own ``tf.function``
+  with a fixed ``TensorSpec`` and names the ONNX outputs itself, so no Keras-internal attribute is touched.
+  Measured: ``from_keras`` converts Functional models (MobileNetV3Small, a custom-Layer model, two outputs) but
+  fails on a Keras 3 ``Sequential`` with ``KeyError: 'keras_tensor_<n>'`` (it maps ``output_names`` to graph
+  tensors); ``from_function`` converts all of them, in about the same time.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+
+TF2ONNX_LOGGER = "tf2onnx"
+
+
+class _Collect(logging.Handler):
+    """Keeps tf2onnx's warnings as records instead of printing them (with tracebacks) to the user's terminal."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def summaries(self) -> list[str]:
+        """One line per distinct problem, e.g. ``tf2onnx: Failed to apply optimize_transpose (ValueError: ...)``."""
+        out = []
+        for r in self.records:
+            line = f"tf2onnx: {r.getMessage().splitlines()[0]}"
+            if r.exc_info and r.exc_info[1] is not None:
+                line += f" ({type(r.exc_info[1]).__name__}: {str(r.exc_info[1]).splitlines()[0]})"
+            if line not in out:
+                out.append(line)
+        return out
+
+
+@contextlib.contextmanager
+def quiet_tf2onnx():
+    """Route tf2onnx's Python logging into a collector for the duration of a conversion.
+
+    tf2onnx logs INFO lines for every step and, when one of its optimizers crashes, a WARNING with a full traceback
+    (it catches the error and carries on with the unoptimized graph: onnx/tensorflow-onnx#1729). The user gets one
+    line per problem (``collector.summaries()``) instead. Logger state is restored afterwards.
+    """
+    loggers = [logging.getLogger(n) for n in (TF2ONNX_LOGGER, "tensorflow")]
+    saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
+    collector = _Collect()
+    try:
+        for lg, level in zip(loggers, (logging.WARNING, logging.ERROR)):
+            lg.handlers = []
+            lg.propagate = False
+            lg.setLevel(level)
+        loggers[0].addHandler(collector)
+        yield collector
+    finally:
+        for lg, level, propagate, handlers in saved:
+            lg.handlers = handlers
+            lg.propagate = propagate
+            lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def transpose_optimizer_scalar_add_fix():
+    """Work around tf2onnx's transpose-optimizer crash "max() arg is an empty sequence".
+
+    Bug (tf2onnx 1.17 ``TransposeOptimizer._add_handler``): a bias-less Conv followed by ``Add`` with a *scalar*
+    constant (h-swish's ``x + 3`` right after a Conv that had no bias, the usual Conv+BN case) reaches
+    ``bias_size = max(numpy_val.shape)`` with an empty shape and raises ValueError. tf2onnx catches it, logs a
+    traceback and drops the whole transpose optimization: MobileNetV3Small keeps 106 Transpose nodes instead of 2.
+    Fix: a scalar addend cannot become a per-channel Conv bias, so treat it like any other broadcastable Add
+    (``_handle_node_having_branches``, which pushes the transpose through). Patched only while the block runs.
+    """
+    try:
+        from tf2onnx.optimizer.transpose_optimizer import TransposeOptimizer
+    except ImportError:  # tf2onnx layout changed: run unpatched, the crash is still reported as one warning line
+        yield
+        return
+    original = TransposeOptimizer._add_handler
+
+    def _add_handler(self, trans, node):
+        const = node.inputs[1] if len(node.inputs) > 1 else None
+        if const is not None and const.is_const() and const.get_tensor_value(as_list=False).ndim == 0:
+            return self._handle_node_having_branches(trans, node)
+        return original(self, trans, node)
+
+    TransposeOptimizer._add_handler = _add_handler
+    try:
+        yield
+    finally:
+        TransposeOptimizer._add_handler = original

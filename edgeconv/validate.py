@@ -1,0 +1,263 @@
+"""Validate an export folder (or one artifact in it) against its Keras reference on held-out inputs.
+
+The reference is the ``<name>.keras`` the export saved; the inputs are never the calibration samples (their ids are
+in the manifest and excluded). Every artifact runs on its own runtime (LiteRT, onnxruntime), is compared output by
+output with :func:`edgeconv.compare.compare_outputs` under its precision's tolerance, and fails when its file no
+longer matches the sha256 the manifest recorded. Quantized / fp16 TFLite artifacts that fail get a layer-wise
+report (:mod:`edgeconv.layerwise`) saying where the error comes from.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .compare import Comparison, Tolerance, compare_outputs, tolerance_for
+from .errors import EdgeconvError, UsageError
+from .fileio import sha256_file
+from .manifest import MANIFEST, ArtifactRecord, Manifest
+
+__all__ = ["ArtifactResult", "ValidationReport", "validate", "load_labels"]
+
+LAYERWISE_ON_FAILURE = ("fp16", "int8", "int16x8")  # TFLite precisions that get a layer report when they fail
+LAYERWISE_SAMPLES = 16
+
+
+@dataclass
+class ArtifactResult:
+    file: str
+    key: str
+    format: str
+    precision: str
+    tolerance: Tolerance
+    comparison: Comparison | None = None
+    sha256_ok: bool = True
+    error: str | None = None  # the artifact could not be run
+    seconds: float = 0.0
+    layers: object | None = None  # edgeconv.layerwise.LayerReport
+    kept_float: list[str] = field(default_factory=list)  # int8 layers left in float (--keep-float / fallback)
+    fallback: dict | None = None  # the manifest's record of an automatic fallback (edgeconv.fallback)
+
+    @property
+    def passed(self) -> bool:
+        return self.sha256_ok and self.error is None and self.comparison is not None and self.comparison.passed
+
+    @property
+    def reasons(self) -> list[str]:
+        out = []
+        if not self.sha256_ok:
+            out.append("sha256 differs from the manifest: the file changed since export")
+        if self.error:
+            out.append(self.error)
+        if self.comparison is not None:
+            out += self.comparison.reasons
+        return out
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "key": self.key, "format": self.format, "precision": self.precision,
+                "passed": self.passed, "reasons": self.reasons, "sha256_ok": self.sha256_ok, "error": self.error,
+                "tolerance": self.tolerance.to_dict(), "tolerance_text": self.tolerance.describe(),
+                "seconds": round(self.seconds, 3), "kept_float": self.kept_float, "fallback": self.fallback,
+                "comparison": None if self.comparison is None else self.comparison.to_dict(),
+                "layers": None if self.layers is None else self.layers.to_dict()}
+
+
+@dataclass
+class ValidationReport:
+    folder: Path
+    model: str
+    reference: str
+    inputs: str  # InputSet.describe()
+    samples: int
+    artifacts: list[ArtifactResult]
+    labels: str | None = None  # where labels came from, when accuracy was computed
+    overrides: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    report_files: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.artifacts) and all(a.passed for a in self.artifacts)
+
+    @property
+    def failed(self) -> list[ArtifactResult]:
+        return [a for a in self.artifacts if not a.passed]
+
+    def artifact(self, file: str) -> ArtifactResult:
+        for a in self.artifacts:
+            if a.file == file:
+                return a
+        raise KeyError(file)
+
+    def summary_line(self) -> str:
+        n, bad = len(self.artifacts), self.failed
+        if not bad:
+            return f"{n} of {n} artifacts match the Keras reference on {self.samples} held-out inputs"
+        why = "; ".join(f"{a.file}: {', '.join(a.reasons[:2])}" for a in bad)
+        return f"{len(bad)} of {n} artifacts failed: {why}"
+
+    @property
+    def tolerances(self) -> dict:
+        return {a.file: a.tolerance.to_dict() for a in self.artifacts}
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "summary": self.summary_line(), "model": self.model,
+                "reference": self.reference, "inputs": self.inputs, "samples": self.samples, "labels": self.labels,
+                "overrides": self.overrides, "tolerances": self.tolerances, "warnings": self.warnings,
+                "artifacts": [a.to_dict() for a in self.artifacts]}
+
+
+def load_labels(path, ids: list[str]) -> np.ndarray:
+    """Labels for the chosen samples ``ids`` from a .npy (one per sample of the data source, in its order) or a
+    .txt (one label per line in the same order, or "<sample id> <label>" lines, e.g. "cats/001.jpg 3")."""
+    p = Path(path)
+    if not p.exists():
+        raise EdgeconvError(f"labels file not found: {p}")
+    if p.suffix.lower() == ".npy":
+        try:
+            table = np.load(p, allow_pickle=False).reshape(-1)
+        except (ValueError, OSError) as e:
+            raise EdgeconvError(f"{p} is not a readable .npy of labels: {e}") from None
+        by_id = None
+    elif p.suffix.lower() == ".txt":
+        lines = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+        pairs = [re.split(r"[\s,]+", ln) for ln in lines]
+        if all(len(t) >= 2 for t in pairs):
+            by_id = {" ".join(t[:-1]): t[-1] for t in pairs}
+            table = None
+        else:
+            table, by_id = np.array(lines), None
+    else:
+        raise UsageError(f"--labels {p}: expected a .npy or .txt file")
+    out = []
+    for sid in ids:
+        if by_id is not None:
+            if sid not in by_id:
+                raise EdgeconvError(f"{p} has no label for sample {sid}")
+            out.append(by_id[sid])
+            continue
+        m = re.search(r"\[(\d+)\]$", sid)
+        if m is None:
+            raise EdgeconvError(f"{p}: cannot tell which label belongs to sample {sid}; use '<sample id> <label>' "
+                                f"lines in a .txt")
+        i = int(m.group(1))
+        if i >= len(table):
+            raise EdgeconvError(f"{p} has {len(table)} labels but the data has a sample {sid}")
+        out.append(table[i])
+    try:
+        return np.asarray(out).astype(np.int64)
+    except ValueError:
+        raise EdgeconvError(f"{p}: labels must be integer class indices") from None
+
+
+def _resolve(path) -> tuple[Path, list[str] | None]:
+    p = Path(path)
+    if not p.exists():
+        raise EdgeconvError(f"{p} does not exist")
+    if p.is_dir():
+        return p, None
+    if p.name == MANIFEST:
+        return p.parent, None
+    if not (p.parent / MANIFEST).exists():
+        raise EdgeconvError(f"{p} is not inside an edgeconv export folder (no {MANIFEST} next to it)")
+    return p.parent, [p.name]
+
+
+def _load_reference(folder: Path, manifest: Manifest):
+    ref = manifest.reference.get("file")
+    if not ref or not (folder / ref).exists():
+        raise EdgeconvError(f"{folder}: the Keras reference {ref or '(none recorded)'} is missing")
+    from .load import load_keras_file
+
+    return load_keras_file(folder / ref)
+
+
+def validate(path, *, data=None, samples: int = 200, atol: float | None = None, min_sqnr: float | None = None,
+             min_top1: float | None = None, labels=None, layers: bool = False, layers_on_failure: bool = True,
+             artifacts=None, write: bool = True, seed: int = 0, num_threads: int = 1) -> ValidationReport:
+    """Validate every artifact of the export folder ``path`` (or just the artifact file ``path``) against the
+    Keras reference on ``samples`` held-out inputs from ``data`` (None: the embedded photo set's validation split).
+
+    ``atol`` / ``min_sqnr`` / ``min_top1`` override the per-precision defaults (:func:`compare.tolerance_for`).
+    ``labels``: a .npy/.txt of class labels (labels inside an .npz ``data`` are used automatically).
+    ``layers``: layer-wise report for every TFLite artifact; ``layers_on_failure``: for fp16/int8/int16x8 TFLite
+    artifacts that fail. ``write``: report.json + report.md (+ layer plots) into the folder.
+    """
+    from .inputs import model_inputs
+    from .runners import KerasRunner, runner_for
+
+    if samples < 1:
+        raise UsageError(f"--samples must be >= 1, got {samples}")
+    folder, only = _resolve(path)
+    manifest = Manifest.load(folder)
+    if artifacts is not None:
+        only = [Path(a).name for a in artifacts]
+    records: list[ArtifactRecord] = (manifest.artifacts if only is None
+                                     else [manifest.artifact(f) for f in only])
+    for rec in records:
+        if not (folder / rec.file).exists():
+            raise EdgeconvError(f"{folder / rec.file} is listed in the manifest but missing")
+    model = _load_reference(folder, manifest)
+    calib_ids = list((manifest.calibration or {}).get("ids") or [])
+    inputs = model_inputs(data, input_shape=tuple(manifest.model["input_shape"]),
+                          preprocessing=manifest.preprocessing, num=samples, split="validation", seed=seed,
+                          exclude_ids=calib_ids)
+    warnings = list(inputs.warnings)
+    if len(inputs.x) < samples:
+        warnings.append(f"only {len(inputs.x)} held-out samples available (asked for {samples})")
+    y, label_source = None, None
+    if labels is not None:
+        y, label_source = load_labels(labels, inputs.ids), str(labels)
+    elif inputs.labels is not None:
+        y, label_source = np.asarray(inputs.labels), f"{inputs.source} (labels in the file)"
+    reference = KerasRunner(model).run(inputs.x)
+    overrides = {k: v for k, v in (("atol", atol), ("min_sqnr", min_sqnr), ("min_top1", min_top1)) if v is not None}
+    results = []
+    for rec in records:
+        tol = tolerance_for(rec.precision, rec.format, **overrides)
+        res = ArtifactResult(rec.file, rec.key, rec.format, rec.precision, tol)
+        res.fallback = rec.extra.get("fallback")
+        res.kept_float = list((res.fallback or {}).get("kept_float") or rec.extra.get("kept_float") or [])
+        file = folder / rec.file
+        res.sha256_ok = sha256_file(file) == rec.sha256
+        t0 = time.perf_counter()
+        try:
+            got = runner_for(file, num_threads=num_threads, layout=rec.layout).run(inputs.x)
+            res.comparison = compare_outputs(reference, got, tol, labels=y,
+                                             names=[o.get("name", f"output_{i}") for i, o in enumerate(rec.outputs)])
+        except EdgeconvError as e:
+            res.error = str(e)
+        res.seconds = time.perf_counter() - t0
+        want_layers = rec.format == "tflite" and res.error is None and (
+            layers or (layers_on_failure and not res.passed and rec.precision in LAYERWISE_ON_FAILURE))
+        if want_layers:
+            res.layers = _layer_report(model, file, inputs.x, folder if write else None)
+        elif write:  # a plot from an earlier failing run would contradict this report
+            (folder / f"{file.stem}.layers.png").unlink(missing_ok=True)
+        results.append(res)
+    report = ValidationReport(folder, manifest.model.get("name", folder.name), manifest.reference.get("file", ""),
+                              inputs.describe(), len(inputs.x), results, label_source, overrides, warnings)
+    if write:
+        from .report import write_reports
+
+        stem = "report" if only is None else f"report.{Path(only[0]).stem}" if len(only) == 1 else "report.partial"
+        report.report_files = [p.name for p in write_reports(report, folder, stem=stem)]
+    return report
+
+
+def _layer_report(model, file: Path, x: np.ndarray, plot_dir: Path | None):
+    from .layerwise import compare_layers
+
+    try:
+        rep = compare_layers(model, file, x, max_samples=LAYERWISE_SAMPLES, artifact=file.name)
+    except EdgeconvError as e:  # a model the matcher cannot handle: say so, keep validating
+        from .layerwise import LayerReport
+
+        rep = LayerReport(file.name, [], 0, [], error=str(e))
+        return rep
+    if plot_dir is not None and rep.layers:
+        rep.plot(plot_dir / f"{file.stem}.layers.png")
+    return rep
