@@ -125,9 +125,11 @@ def _tolerance_options(f):
 
 def _print_validation(report) -> None:
     from .console import print_table
-    from .report import table_columns, table_rows
+    from .report import detail_lines, table_columns, table_rows
 
     print_table("validation against the Keras reference", table_columns(), table_rows(report))
+    for line in detail_lines(report):
+        click.echo(line)
     click.echo(f"{'PASS' if report.passed else 'FAIL'}: {report.summary_line()}")
 
 

@@ -84,7 +84,8 @@ def print_table(title: str, columns: list[str], rows: list[list], right_align: s
 
 @contextlib.contextmanager
 def step(description: str, quiet: bool = False):
-    """Show a long step: a spinner on a TTY, a start line and a done line with the time otherwise."""
+    """Show a long step: a spinner on a TTY; otherwise (pipes, CI logs) one plain line with the time when the step
+    is done. A step that fails prints nothing itself, so bad input ends in exactly one line: the error."""
     t0 = time.perf_counter()
     if quiet:
         yield
@@ -95,7 +96,6 @@ def step(description: str, quiet: bool = False):
             yield
         _err_console().print(f"[green]✓[/] {description} ({time.perf_counter() - t0:.1f} s)")
     else:
-        print(f"... {description}", file=_err(), flush=True)
         yield
         print(f"done {description} ({time.perf_counter() - t0:.1f} s)", file=_err(), flush=True)
 

@@ -147,11 +147,13 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
             if any(p.needs_calibration for p in selected):
                 with console.step("load calibration data", quiet):
                     calib = _calibration_inputs(loaded, calibration, calib_samples, seed)
+                warnings.extend(calib.warnings)
                 if len(calib.x) < calib_samples:
                     warnings.append(f"calibration: only {len(calib.x)} samples available "
                                     f"(asked for {calib_samples})")
-                if not quiet:
-                    console.info(f"calibration: {calib.describe()}")
+            weights_note = _init_random_zoo_weights(loaded, weights, calib, calibration, seed, quiet)
+            if weights_note:
+                warnings.append(weights_note)
             ref_file = f"{name}.keras"
             with console.step("save Keras reference", quiet):
                 loaded.model.save(stage / ref_file)
@@ -183,7 +185,11 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
                 model={"name": name, "source": loaded.source, "source_kind": loaded.source_kind,
                        "input_shape": list(loaded.input_shape), "classes": int(loaded.model.output_shape[-1]),
                        "params": int(loaded.model.count_params()), "zoo": loaded.zoo,
-                       "build_kwargs": loaded.build_kwargs},
+                       "build_kwargs": loaded.build_kwargs,
+                       "weights": weights if weights is not None else (
+                           "random" + (" (seeded), BatchNorm statistics estimated on calibration images"
+                                       if weights_note else " (seeded)")
+                           if loaded.source_kind == "zoo" else "from the model file")},
                 reference={"file": ref_file, "sha256": sha256_file(stage / ref_file),
                            "bytes": (stage / ref_file).stat().st_size},
                 preprocessing={**loaded.preprocessing.to_dict(), "assumed": loaded.preprocessing_assumed},
@@ -204,8 +210,9 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
 
                 with console.step("validate against the Keras reference", quiet):
                     result.validation = run_validation(final, seed=seed, **(validate_options or {}))
-                if fallback == "auto" and _failed(result.validation, p_int8 := PRECISIONS_INT8.filename(name)):
-                    _apply_fallback(result, loaded, saved_model, calib, p_int8, io_type, keep_float, seed,
+                int8_file = PRECISIONS_INT8.filename(name)
+                if fallback == "auto" and _failed(result.validation, int8_file):
+                    _apply_fallback(result, loaded, saved_model, calib, int8_file, io_type, keep_float, seed,
                                     validate_options or {}, quiet)
                     with console.step("re-validate after fallback", quiet):
                         result.validation = run_validation(final, seed=seed, **(validate_options or {}))
@@ -213,6 +220,27 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
             shutil.rmtree(stage, ignore_errors=True)
             shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+BN_ESTIMATION_SAMPLES = 64
+
+
+def _init_random_zoo_weights(loaded: LoadedModel, weights, calib, calibration, seed: int, quiet: bool) -> str | None:
+    """A zoo model without ``--weights`` has random weights (nothing is downloaded). Its BatchNorm statistics are
+    re-estimated on calibration images (:mod:`models.batchnorm`) so activations keep a realistic scale and its
+    output depends on its input; otherwise nothing about the export could be validated. Returns a note, or None."""
+    if loaded.source_kind != "zoo" or weights is not None:
+        return None
+    from models.batchnorm import batchnorm_layers, estimate_batchnorm_statistics
+
+    if not batchnorm_layers(loaded.model):
+        return None
+    x = calib.x if calib is not None else _calibration_inputs(loaded, calibration, BN_ESTIMATION_SAMPLES, seed).x
+    with console.step("estimate BatchNorm statistics (random weights)", quiet):
+        n = estimate_batchnorm_statistics(loaded.model, x, max_samples=BN_ESTIMATION_SAMPLES)
+    return (f"{loaded.name} has random weights (pass --weights for trained ones); the statistics of its {n} "
+            f"BatchNorm layers were estimated on {min(len(x), BN_ESTIMATION_SAMPLES)} calibration images so its "
+            f"activations have a realistic scale")
 
 
 def _failed(report, file: str) -> bool:

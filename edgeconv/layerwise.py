@@ -40,7 +40,7 @@ __all__ = ["LayerStat", "LayerReport", "compare_layers", "HEALTHY_RMSE_SCALE", "
 
 @dataclass
 class LayerStat:
-    depth: int  # index in the Keras model's layers (graph order)
+    depth: int  # index in the Keras model's operations (graph order)
     layer: str  # Keras layer name
     layer_class: str
     activation: str | None
@@ -201,7 +201,9 @@ def _keras_graph(model):
     if not hasattr(model, "_nodes_by_depth"):
         raise EdgeconvError(f"layer-wise comparison needs a functional or Sequential Keras model, "
                             f"{type(model).__name__} is neither")
-    order = {id(l): i for i, l in enumerate(model.layers)}
+    # model.operations, not model.layers: Keras 3 records ``x + 3.0`` on a KerasTensor (the hard-sigmoid of
+    # keras.applications' MobileNetV3) as an operation that is not a Layer, and the layers after it need its output.
+    order = {id(op): i for i, op in enumerate(getattr(model, "operations", model.layers))}
     nodes = []
     for depth in sorted(model._nodes_by_depth, reverse=True):  # noqa: SLF001 (Keras' own graph order)
         for node in model._nodes_by_depth[depth]:  # noqa: SLF001
@@ -264,7 +266,10 @@ def _dequantized(interp, detail) -> np.ndarray:
 
 def _match(interp, model, nodes) -> list[tuple]:
     """[(layer, depth, tensor detail, op name, matched_by)] for every Keras layer with a TFLite tensor."""
+    import keras
+
     details = {d["index"]: d for d in interp.get_tensor_details()}
+    nodes = [n for n in nodes if isinstance(n[0], keras.layers.Layer)]  # report layers, not bare ops
     known = {layer.name: depth for layer, depth, _ in nodes}
     by_name = {layer.name: (layer, depth, node) for layer, depth, node in nodes}
     out_idx = [d["index"] for d in interp.get_output_details()]
@@ -352,5 +357,8 @@ def compare_layers(keras_model, tflite_bytes_or_path, x: np.ndarray, *, max_samp
             rmse_scale=local_rmse / scale if (scale and local_rmse is not None) else None,
             flags=_flags(layer, op, inbound[layer.name]), matched_by=how))
     matched = {s.layer for s in stats}
-    unmatched = [layer.name for layer, _, _ in nodes if layer.name not in matched]
+    import keras
+
+    unmatched = [layer.name for layer, _, _ in nodes
+                 if layer.name not in matched and isinstance(layer, keras.layers.Layer)]
     return LayerReport(name, stats, len(x), unmatched)

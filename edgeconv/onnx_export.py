@@ -237,12 +237,15 @@ def convert_onnx(model, *, opset: int = 17, batch_size: int | None = 1, nchw: bo
 
     from .console import quiet_native
     from .onnx_rewrite import drop_noop_reshapes, fuse_hard_activations
-    from .tf2onnx_compat import quiet_tf2onnx, transpose_optimizer_scalar_add_fix
+    from .tf2onnx_compat import (grouped_conv_without_xla, quiet_tf2onnx, register_erfc_handler,
+                                 transpose_optimizer_scalar_add_fix)
 
     forward, sig, in_name = _trace(model, batch_size, tf)
     layout = "nchw" if nchw else "nhwc"
+    register_erfc_handler()
     try:
-        with quiet_native(), quiet_tf2onnx() as log, transpose_optimizer_scalar_add_fix():
+        with (quiet_native(), quiet_tf2onnx() as log, transpose_optimizer_scalar_add_fix(),
+              grouped_conv_without_xla()):
             proto, _ = tf2onnx.convert.from_function(forward, input_signature=sig, opset=int(opset),
                                                      inputs_as_nchw=[f"{in_name}:0"] if nchw else None)
     except Exception as e:  # tf2onnx raises many types; the user gets one line
@@ -261,7 +264,11 @@ def convert_onnx(model, *, opset: int = 17, batch_size: int | None = 1, nchw: bo
         rewrites = [f"{op} x{n}" for op, n in counts.items() if n]
     _stable_order(proto.graph)
     _canonical_names(proto.graph)
-    onnx.checker.check_model(proto)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        raise EdgeconvError(f"tf2onnx produced an invalid ONNX model for {model.name}: "
+                            f"{str(e).strip().splitlines()[0]}") from None
     transposes = sum(n.op_type == "Transpose" for n in proto.graph.node)
     warnings = [f"{w}; {transposes} Transpose nodes left" if "optimize_transpose" in w else w for w in warnings]
     return OnnxResult(model_bytes=proto.SerializeToString(deterministic=True),

@@ -39,7 +39,7 @@ def table_rows(report) -> list[list[str]]:
     """One row per artifact and output, in manifest order; the result column says PASS / FAIL."""
     rows = []
     for a in report.artifacts:
-        verdict = "PASS" if a.passed else "FAIL"
+        verdict = a.verdict
         tol = a.tolerance.describe()
         if a.comparison is None:
             rows.append([a.file, "-", "-", "-", "-", "-", "-", "-", "-", "-", tol, verdict])
@@ -56,6 +56,9 @@ def table_rows(report) -> list[list[str]]:
 def detail_lines(report) -> list[str]:
     """Lines to print under the table: layer-wise summaries (with the plot file) and layers kept in float."""
     lines = []
+    unjudged = [a.file for a in report.artifacts if a.unjudged]
+    if unjudged:
+        lines.append(f"NOT JUDGED ({', '.join(unjudged)}): {unjudged and report.artifact(unjudged[0]).unjudged}")
     for a in report.artifacts:
         if a.kept_float:
             lines.append(f"{a.file}: kept in float: {', '.join(a.kept_float)}")
@@ -88,12 +91,16 @@ def to_markdown(report) -> str:
             "agreement with the reference. Top-5 = share of inputs whose reference top-1 class is in the artifact's "
             "top 5.", ""]
     for a in report.artifacts:
-        out += [f"## {a.file}: {'PASS' if a.passed else 'FAIL'}", "",
+        out += [f"## {a.file}: {a.verdict}", "",
                 f"{a.format} {a.precision}; tolerance: {a.tolerance.describe()}", ""]
+        if a.unjudged:
+            out += [f"Not judged: {a.unjudged}.", ""]
         if a.comparison is not None:
             for o in a.comparison.outputs:
                 for c in o.checks:
-                    out.append(f"- {'ok' if c.passed else 'FAIL'} {c.reason}")
+                    mark = "ok" if c.passed else ("FAIL" if not a.unjudged or c.name in ("shape", "finite")
+                                                  else "(not judged)")
+                    out.append(f"- {mark} {c.reason}")
                 for note in o.notes:
                     out.append(f"- note: {note}")
         if not a.sha256_ok:

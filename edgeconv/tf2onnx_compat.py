@@ -94,3 +94,68 @@ def transpose_optimizer_scalar_add_fix():
         yield
     finally:
         TransposeOptimizer._add_handler = original
+
+
+_ERFC_REGISTERED = False
+
+
+def register_erfc_handler() -> None:
+    """Teach tf2onnx the TF op ``Erfc``, which it does not know (tf2onnx 1.17: "Tensorflow op [Erfc] is not
+    supported"). Keras 3's exact ``gelu`` (ViT's MLP) computes ``0.5 * x * erfc(-x / sqrt(2))``, so every ViT failed
+    to convert. ONNX has ``Erf`` (opset 9+), and erfc(x) = 1 - erf(x) exactly in real numbers; in float32 the
+    difference is below 1 ulp of the gelu result because gelu multiplies it by x. Registered once per process."""
+    global _ERFC_REGISTERED
+    if _ERFC_REGISTERED:
+        return
+    import numpy as np
+    from tf2onnx.handler import tf_op
+
+    @tf_op("Erfc")
+    class Erfc:  # noqa: F841 - registered by the decorator
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):
+            x = node.input[0]
+            dtype = ctx.get_dtype(x)
+            from tf2onnx import utils
+
+            one = ctx.make_const(utils.make_name("one"), np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype)))
+            erf = ctx.make_node("Erf", [x])
+            ctx.remove_node(node.name)
+            ctx.make_node("Sub", [one.output[0], erf.output[0]], name=node.name, outputs=node.output)
+
+    _ERFC_REGISTERED = True
+
+
+@contextlib.contextmanager
+def grouped_conv_without_xla():
+    """Trace grouped convolutions as plain ``Conv2D`` ops while the block runs.
+
+    Keras 3.15's TensorFlow backend wraps a grouped convolution (ResNeXt, ShuffleNet) in ``tf.function(
+    jit_compile=True)`` because TF's CPU kernel does not run it. Traced for tf2onnx, that becomes an XLA
+    ``StatefulPartitionedCall`` tf2onnx cannot look into, and conversion fails. While tracing nothing runs on the
+    CPU, and ``tf.nn.convolution`` records a ``Conv2D`` with the grouped kernel, which tf2onnx converts to an ONNX
+    ``Conv`` with ``group``. Keras' function is restored afterwards (running a grouped conv still uses XLA).
+    """
+    try:
+        from keras.src.backend.tensorflow import nn as tf_nn
+    except ImportError:  # Keras layout changed: run unpatched; a failure is reported as one line
+        yield
+        return
+    original = tf_nn.conv
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        import tensorflow as tf
+
+        fmt = tf_nn.backend.standardize_data_format(data_format)
+        channels = inputs.shape[-1] if fmt == "channels_last" else inputs.shape[1]
+        if channels == kernel.shape[-2] or not tf.inside_function():
+            return original(inputs, kernel, strides, padding, data_format, dilation_rate)
+        return tf.nn.convolution(inputs, kernel, strides, padding.upper(),
+                                 data_format=tf_nn._convert_data_format(fmt, len(inputs.shape)),
+                                 dilations=dilation_rate)
+
+    tf_nn.conv = conv
+    try:
+        yield
+    finally:
+        tf_nn.conv = original

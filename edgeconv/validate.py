@@ -24,6 +24,11 @@ __all__ = ["ArtifactResult", "ValidationReport", "validate", "load_labels"]
 
 LAYERWISE_ON_FAILURE = ("fp16", "int8", "int16x8")  # TFLite precisions that get a layer report when they fail
 LAYERWISE_SAMPLES = 16
+STRUCTURAL_CHECKS = ("shape", "finite")
+RANDOM_WEIGHTS_NOTE = ("random weights: SQNR / top-1 thresholds describe trained models (a random network's "
+                       "near-uniform softmax and near-tied classes cannot be judged by them); figures are shown, "
+                       "the verdict only checks that it runs with finite outputs of the right shape. Export with "
+                       "--weights to judge it")
 
 
 @dataclass
@@ -40,10 +45,21 @@ class ArtifactResult:
     layers: object | None = None  # edgeconv.layerwise.LayerReport
     kept_float: list[str] = field(default_factory=list)  # int8 layers left in float (--keep-float / fallback)
     fallback: dict | None = None  # the manifest's record of an automatic fallback (edgeconv.fallback)
+    unjudged: str | None = None  # why the quality thresholds were not applied (random weights), else None
 
     @property
     def passed(self) -> bool:
-        return self.sha256_ok and self.error is None and self.comparison is not None and self.comparison.passed
+        if not (self.sha256_ok and self.error is None and self.comparison is not None):
+            return False
+        if self.unjudged:  # only what holds for any weights: it runs, right shapes, finite values
+            return all(c.passed for o in self.comparison.outputs for c in o.checks if c.name in STRUCTURAL_CHECKS)
+        return self.comparison.passed
+
+    @property
+    def verdict(self) -> str:
+        if not self.passed:
+            return "FAIL"
+        return "NOT JUDGED" if self.unjudged else "PASS"
 
     @property
     def reasons(self) -> list[str]:
@@ -53,12 +69,14 @@ class ArtifactResult:
         if self.error:
             out.append(self.error)
         if self.comparison is not None:
-            out += self.comparison.reasons
+            out += [r for o in self.comparison.outputs for c in o.checks if not c.passed
+                    and (not self.unjudged or c.name in STRUCTURAL_CHECKS) for r in [c.reason]]
         return out
 
     def to_dict(self) -> dict:
         return {"file": self.file, "key": self.key, "format": self.format, "precision": self.precision,
-                "passed": self.passed, "reasons": self.reasons, "sha256_ok": self.sha256_ok, "error": self.error,
+                "passed": self.passed, "verdict": self.verdict,
+                "unjudged": self.unjudged, "reasons": self.reasons, "sha256_ok": self.sha256_ok, "error": self.error,
                 "tolerance": self.tolerance.to_dict(), "tolerance_text": self.tolerance.describe(),
                 "seconds": round(self.seconds, 3), "kept_float": self.kept_float, "fallback": self.fallback,
                 "comparison": None if self.comparison is None else self.comparison.to_dict(),
@@ -94,6 +112,11 @@ class ValidationReport:
 
     def summary_line(self) -> str:
         n, bad = len(self.artifacts), self.failed
+        unjudged = [a for a in self.artifacts if a.passed and a.unjudged]
+        if not bad and unjudged:
+            return (f"{n - len(unjudged)} of {n} artifacts match the Keras reference on {self.samples} held-out "
+                    f"inputs; {len(unjudged)} not judged (random weights): "
+                    f"{', '.join(a.file for a in unjudged)}")
         if not bad:
             return f"{n} of {n} artifacts match the Keras reference on {self.samples} held-out inputs"
         why = "; ".join(f"{a.file}: {', '.join(a.reasons[:2])}" for a in bad)
@@ -202,6 +225,7 @@ def validate(path, *, data=None, samples: int = 200, atol: float | None = None, 
             raise EdgeconvError(f"{folder / rec.file} is listed in the manifest but missing")
     model = _load_reference(folder, manifest)
     calib_ids = list((manifest.calibration or {}).get("ids") or [])
+    random_weights = str(manifest.model.get("weights", "")).startswith("random")
     inputs = model_inputs(data, input_shape=tuple(manifest.model["input_shape"]),
                           preprocessing=manifest.preprocessing, num=samples, split="validation", seed=seed,
                           exclude_ids=calib_ids)
@@ -221,6 +245,8 @@ def validate(path, *, data=None, samples: int = 200, atol: float | None = None, 
         res = ArtifactResult(rec.file, rec.key, rec.format, rec.precision, tol)
         res.fallback = rec.extra.get("fallback")
         res.kept_float = list((res.fallback or {}).get("kept_float") or rec.extra.get("kept_float") or [])
+        if random_weights and tol.min_sqnr is not None:
+            res.unjudged = RANDOM_WEIGHTS_NOTE
         file = folder / rec.file
         res.sha256_ok = sha256_file(file) == rec.sha256
         t0 = time.perf_counter()
@@ -253,11 +279,11 @@ def _layer_report(model, file: Path, x: np.ndarray, plot_dir: Path | None):
 
     try:
         rep = compare_layers(model, file, x, max_samples=LAYERWISE_SAMPLES, artifact=file.name)
-    except EdgeconvError as e:  # a model the matcher cannot handle: say so, keep validating
+    except Exception as e:  # noqa: BLE001 - a diagnostic must never sink the validation it explains
         from .layerwise import LayerReport
 
-        rep = LayerReport(file.name, [], 0, [], error=str(e))
-        return rep
+        msg = str(e) if isinstance(e, EdgeconvError) else f"{type(e).__name__}: {e}"
+        return LayerReport(file.name, [], 0, [], error=msg)
     if plot_dir is not None and rep.layers:
         rep.plot(plot_dir / f"{file.stem}.layers.png")
     return rep

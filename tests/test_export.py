@@ -59,7 +59,8 @@ def test_int8_is_really_integer_and_fp16_weights_half(tiny_export):
     m = res.manifest
     int8 = next(a for a in m.artifacts if a.precision == "int8")
     assert int8.inputs[0]["dtype"] == "int8" and int8.outputs[0]["dtype"] == "int8"
-    assert int8.inputs[0]["scale"] > 0
+    q = int8.inputs[0]["quantization"]
+    assert q["scale"] > 0 and -128 <= q["zero_point"] <= 127
     types = int8.extra["tensor_types"]
     assert "float32" not in types and types["int8"] > 20, types
     fp16 = next(a for a in m.artifacts if a.precision == "fp16")

@@ -20,11 +20,15 @@ V3 = ["mobilenetv3_small", "mobilenetv3_large"]
 # The other models of the same modules: checked for their declared activations only (swish / none).
 OTHERS = ["efficientnet_b0", "inception_v3", "inception_v4", "inception_resnet_v2"]
 
-# -8..8 in steps of 0.1, plus the kinks (-3, 0, 3, 6) and their float32 neighbours.
+# -8..8 in steps of 0.1, plus the kinks (-3, 0, 3, 6) and their float32 neighbours. Zero's neighbours are the
+# smallest *normal* floats: the nearest ones are denormals, which oneDNN flushes to zero (a CPU setting, not a
+# formula error).
 _KINKS = np.array([-6.0, -3.0, 0.0, 3.0, 6.0], np.float32)
+_TINY = np.finfo(np.float32).tiny
+_BELOW = np.where(_KINKS == 0, -_TINY, np.nextafter(_KINKS, np.float32(-np.inf)))
+_ABOVE = np.where(_KINKS == 0, _TINY, np.nextafter(_KINKS, np.float32(np.inf)))
 GRID = np.unique(np.concatenate([
-    np.linspace(-8, 8, 161, dtype=np.float32), _KINKS,
-    np.nextafter(_KINKS, np.float32(-np.inf)), np.nextafter(_KINKS, np.float32(np.inf)),
+    np.linspace(-8, 8, 161, dtype=np.float32), _KINKS, _BELOW, _ABOVE,
 ])).astype(np.float32)
 
 
