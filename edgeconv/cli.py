@@ -166,11 +166,17 @@ def _print_validation(report) -> None:
 @click.option("--fallback", type=click.Choice(["none", "auto"]), default="none", show_default=True,
               help="auto: when int8 misses its target, keep the worst layers in float and re-convert.")
 @click.option("--keep-float", multiple=True, metavar="LAYER", help="Keep this layer in float in int8 (repeatable).")
+@click.option("--target", type=click.Choice(["cpu", "gpu", "npu"]), help="Device class defaults: cpu = XNNPACK-"
+              "friendly int8, gpu = fp16 checked for the GPU delegate, npu = full int8 with int8 I/O.")
+@click.option("--class-labels", type=click.Path(), help="Class names, one per line: embedded in every .tflite "
+              "and written as labels.txt.")
+@click.option("--model-version", default="1", show_default=True, help="Version string embedded in the metadata.")
+@click.option("--no-rewrite", is_flag=True, help="Keep int8 HARD_SWISH as converted (no XNNPACK decomposition).")
 @_tolerance_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def export(model, want, all_, io_type, calibration, calib_samples, out_dir, input_size, classes, alpha, width_items,
-           weights, mean, std, scale, bgr, opset, nchw, dynamic_batch, seed, no_validate, fallback, keep_float, data,
-           samples, atol, min_sqnr, min_top1, labels, quiet):
+           weights, mean, std, scale, bgr, opset, nchw, dynamic_batch, seed, no_validate, fallback, keep_float,
+           target, class_labels, model_version, no_rewrite, data, samples, atol, min_sqnr, min_top1, labels, quiet):
     """Export MODEL (zoo name, .keras, .h5 or SavedModel folder) to TFLite / ONNX and validate it."""
     from .console import print_table
     from .export import convert_summary, export as run_export
@@ -183,7 +189,8 @@ def export(model, want, all_, io_type, calibration, calib_samples, out_dir, inpu
         width=_parse_width(alpha, width_items), weights=weights,
         preprocessing=_parse_preprocessing(mean, std, scale, bgr), opset=opset, nchw=nchw, seed=seed,
         validate=not no_validate, validate_options=_validate_options(data, samples, atol, min_sqnr, min_top1, labels),
-        fallback=fallback, keep_float=list(keep_float), quiet=quiet)
+        fallback=fallback, keep_float=list(keep_float), quiet=quiet, target=target, class_labels=class_labels,
+        model_version=model_version, rewrite=not no_rewrite)
     for w in result.warnings:
         click.echo(f"warning: {w}", err=True)
     cols, rows = convert_summary(result)
@@ -216,6 +223,65 @@ def validate(path, data, samples, atol, min_sqnr, min_top1, labels, layers, seed
     _print_validation(report)
     if not report.passed:
         raise ValidationFailed(f"validation failed: {report.summary_line()}")
+
+
+@main.command()
+@click.argument("folder", type=click.Path())
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Runtime threads.")
+@click.option("--runs", type=click.IntRange(1), default=50, show_default=True, help="Timed runs per artifact.")
+@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help="Untimed runs first.")
+@click.option("--no-keras", is_flag=True, help="Do not time the Keras reference (no speed-up column).")
+@click.option("--revalidate", is_flag=True, help="Validate again instead of reading report.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def bench(folder, threads, runs, warmup, no_keras, revalidate, as_json):
+    """Benchmark an export FOLDER: status, size, agreement, latency (median / p90) and speed-up vs Keras."""
+    from .bench import bench as run_bench, table_columns, table_rows
+
+    report = run_bench(folder, threads=threads, runs=runs, warmup=warmup, keras=not no_keras, revalidate=revalidate)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    from .console import print_table
+
+    print_table(f"{report.model} {'x'.join(map(str, report.input_shape))}, {threads} thread(s), "
+                f"{runs} runs after {warmup} warm-up", table_columns(), table_rows(report),
+                right_align={"MB", "SQNR dB", "top-1 agr", "accuracy", "median ms", "p90 ms", "speed-up"})
+    click.echo(f"quality: {report.quality_source}; Keras reference timed as a tf.function")
+    for n in report.notes:
+        click.echo(f"note: {n}")
+
+
+@main.command("inspect")
+@click.argument("file", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--no-delegates", is_flag=True, help="Skip the XNNPACK and GPU-delegate checks (faster).")
+def inspect_cmd(file, as_json, no_delegates):
+    """Inspect a .tflite / .onnx FILE: I/O and quantization, ops, XNNPACK / GPU coverage, sizes, metadata."""
+    from .inspect import inspect_artifact
+
+    rep = inspect_artifact(file, xnnpack=not no_delegates, gpu=not no_delegates)
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
+        return
+    from .console import print_table
+
+    def q(s):
+        qq = s.get("quantization")
+        return f"scale {qq['scale']:.6g}, zero point {qq['zero_point']}" if qq else "-"
+
+    print_table(f"{rep.path} I/O", ["kind", "name", "shape", "dtype", "quantization"],
+                [[k, s["name"], "x".join(map(str, s["shape"])), s["dtype"], q(s)]
+                 for k, specs in (("input", rep.inputs), ("output", rep.outputs)) for s in specs])
+    xn = (rep.xnnpack or {}).get("by_op", {})
+    print_table("ops", ["op", "count"] + (["XNNPACK"] if xn else []),
+                [[op, n] + ([f"{xn[op]['delegated']}/{xn[op]['total']}"] if op in xn else []) for op, n in
+                 rep.ops.items()], right_align={"count", "XNNPACK"})
+    print_table("constant bytes by type", ["type", "bytes"], [[t, f"{b:,}"] for t, b in rep.size_by_type.items()],
+                right_align={"bytes"})
+    for line in rep.summary_lines():
+        click.echo(line)
+    if rep.metadata:
+        click.echo(json.dumps(rep.metadata, indent=2))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ from .errors import EdgeconvError, UsageError
 from .fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from .load import LoadedModel, load_model
 from .manifest import MANIFEST, ArtifactRecord, Manifest, onnx_details, tflite_details, tool_versions
+from .metadata import LABELS_FILE, labels_text
 from .precisions import PRECISIONS, Precision, resolve
 
 PRECISIONS_INT8 = PRECISIONS["int8"]
@@ -100,14 +101,22 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
            calib_samples: int = 200, io_type: str = "int", batch_size: int | None = 1, input_size=None,
            classes: int | None = None, width: dict | None = None, weights: str | None = None, preprocessing=None,
            opset: int = 17, nchw: bool = False, seed: int = 0, validate: bool = True, validate_options=None,
-           fallback: str = "none", keep_float=(), command: str | None = None, quiet: bool = False) -> ExportResult:
+           fallback: str = "none", keep_float=(), command: str | None = None, quiet: bool = False,
+           target: str | None = None, class_labels=None, model_version: str = "1", rewrite: bool = True
+           ) -> ExportResult:
     """Export ``source`` (zoo name, .keras, .h5, SavedModel folder) to every precision in ``precisions``.
 
     ``precisions`` are keys of :data:`edgeconv.precisions.PRECISIONS` (fp32 is always included). ``calibration`` is
     a folder of images, a .npy/.npz, or None for the embedded default photo set. Returns an :class:`ExportResult`;
     artifacts land in ``out_dir/<name>/`` with ``manifest.json``. ``fallback="auto"`` re-converts an int8 TFLite
     that fails validation with its worst layers kept in float; ``keep_float`` names layers to keep in float always.
+    Phone-ready step (:mod:`edgeconv.phone_ready`): ``target`` ("cpu", "gpu", "npu") adds that device class's
+    precisions; ``rewrite`` decomposes int8 h-swish for XNNPACK; every .tflite embeds metadata (``model_version``,
+    ``class_labels``: a text file with one class name per line, also written as ``labels.txt``).
     """
+    from .phone_ready import PhoneOptions, apply_target, finish_tflite
+
+    precisions, io_type, rewrite = apply_target(target, precisions, io_type, rewrite)
     selected: list[Precision] = resolve(precisions)
     if io_type not in ("int", "float"):
         raise UsageError(f"io_type must be 'int' or 'float', got {io_type!r}")
@@ -139,6 +148,11 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
             loaded = load_model(source, weights=weights, input_size=input_size, classes=classes, width=width,
                                 preprocessing=preprocessing)
         name = loaded.name
+        phone = PhoneOptions(target, None, str(model_version), rewrite)
+        if class_labels is not None:
+            from .metadata import load_class_labels
+
+            phone.labels = load_class_labels(class_labels, classes=int(loaded.model.output_shape[-1]))
         final = out_root / name
         stage = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out_root))
         work = Path(tempfile.mkdtemp(prefix="edgeconv-trace-"))
@@ -170,6 +184,9 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
                                                                 opset, nchw, onnx_fp32, warnings, keep_float)
                 if p.key == "onnx":
                     onnx_fp32 = data
+                if p.format == "tflite":  # phone-ready: int8 rewrite + embedded metadata
+                    data, extra = finish_tflite(p.precision, data, extra, loaded, None if calib is None else calib.x,
+                                                phone, warnings)
                 seconds[p.key] = time.perf_counter() - t0
                 fname = p.filename(name)
                 (stage / fname).write_bytes(data)
@@ -197,12 +214,17 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
                     "source": calib.source, "path": None if calibration is None else str(calibration),
                     "count": int(len(calib.x)), "requested": calib_samples,
                     "skipped": [list(s) for s in calib.skipped], "ids": list(calib.ids), "seed": seed},
-                options={"batch_size": batch_size, "io_type": io_type, "opset": opset, "nchw": nchw, "seed": seed},
+                options={"batch_size": batch_size, "io_type": io_type, "opset": opset, "nchw": nchw, "seed": seed,
+                         "target": target, "rewrite": rewrite, "model_version": str(model_version),
+                         "class_labels": None if phone.labels is None else LABELS_FILE},
                 artifacts=records, tools=tool_versions(),
                 command=command or " ".join(shlex.quote(a) for a in ["edgeconv", *sys.argv[1:]]),
             )
             atomic_write_json(stage / MANIFEST, manifest.to_dict())
-            _publish(stage, final, [ref_file] + [r.file for r in records])
+            if phone.labels is not None:
+                atomic_write_bytes(stage / LABELS_FILE, labels_text(phone.labels).encode("utf-8"))
+            _publish(stage, final, [ref_file] + [r.file for r in records]
+                     + ([LABELS_FILE] if phone.labels is not None else []))
             result = ExportResult(final, name, manifest, None if calib is None else calib.describe(), seconds,
                                   warnings=warnings)
             if validate:
@@ -213,7 +235,7 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
                 int8_file = PRECISIONS_INT8.filename(name)
                 if fallback == "auto" and _failed(result.validation, int8_file):
                     _apply_fallback(result, loaded, saved_model, calib, int8_file, io_type, keep_float, seed,
-                                    validate_options or {}, quiet)
+                                    validate_options or {}, quiet, phone)
                     with console.step("re-validate after fallback", quiet):
                         result.validation = run_validation(final, seed=seed, **(validate_options or {}))
         finally:
@@ -248,7 +270,7 @@ def _failed(report, file: str) -> bool:
 
 
 def _apply_fallback(result: ExportResult, loaded: LoadedModel, saved_model: Path, calib, file: str, io_type: str,
-                    keep_float, seed: int, vopts: dict, quiet: bool) -> None:
+                    keep_float, seed: int, vopts: dict, quiet: bool, phone=None) -> None:
     """The int8 TFLite failed validation: keep its worst layers in float until it passes (edgeconv.fallback)."""
     from .compare import tolerance_for
     from .fallback import auto_fallback
@@ -262,16 +284,23 @@ def _apply_fallback(result: ExportResult, loaded: LoadedModel, saved_model: Path
     tol = tolerance_for("int8", "tflite", atol=vopts.get("atol"), min_sqnr=vopts.get("min_sqnr"),
                         min_top1=vopts.get("min_top1"))
     with console.step("fallback: keep the worst int8 layers in float", quiet):
-        fb = auto_fallback(saved_model, calib.x, val.x, ref, tol, keep_float=keep_float, io_type=io_type)
+        failing = result.validation.artifact(file)
+        fb = auto_fallback(saved_model, calib.x, val.x, ref, tol, keep_float=keep_float, io_type=io_type,
+                           layer_report=failing.layers if failing.layers and failing.layers.layers else None)
     result.fallback = fb
     final = result.out_dir
+    if phone is not None:  # phone-ready: same int8 rewrite + embedded metadata as the first conversion
+        from .phone_ready import finish_tflite
+
+        fb.model_bytes, _ = finish_tflite(fb.precision, fb.model_bytes, {}, loaded, calib.x, phone, result.warnings)
     atomic_write_bytes(final / file, fb.model_bytes)
     rec = next(a for a in result.manifest.artifacts if a.file == file)
     details = tflite_details(fb.model_bytes)
     rec.sha256, rec.bytes = sha256_file(final / file), len(fb.model_bytes)
     rec.inputs, rec.outputs = details["inputs"], details["outputs"]
+    rec.precision = fb.precision  # "int16x8" when the last resort (the whole model as int16x8) was what passed
     rec.extra = {**rec.extra, "ops": details["ops"], "tensor_types": details["tensor_types"],
-                 "fallback": {"kept_float": list(fb.kept_float), "passed": bool(fb.passed),
+                 "fallback": {"kept_float": list(fb.kept_float), "passed": bool(fb.passed), "precision": fb.precision,
                               "history": fb.history_dicts()}}
     atomic_write_json(final / MANIFEST, result.manifest.to_dict())
 
@@ -300,7 +329,8 @@ def _convert(p: Precision, loaded: LoadedModel, saved_model: Path, calib, io_typ
 
     layout = "nchw" if nchw else "nhwc"
     if onnx_fp32 is None or p.key == "onnx":
-        res = convert_onnx(loaded.model, opset=opset, batch_size=batch_size, nchw=nchw)
+        res = convert_onnx(loaded.model, opset=opset, batch_size=batch_size, nchw=nchw,
+                           verify_inputs=None if x is None else x[:8])  # rewrites checked on real inputs
         warnings.extend(res.warnings)
         fp32, extra = res.model_bytes, {"leftover_transposes": res.leftover_transposes, "rewrites": res.rewrites}
     else:

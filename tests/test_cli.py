@@ -94,3 +94,26 @@ def test_user_preprocessing_options_reach_the_manifest(trained_tiny, tmp_path):
     m = json.loads((tmp_path / "tiny_mnv3" / "manifest.json").read_text())
     assert m["preprocessing"]["name"] == "custom" and m["preprocessing"]["assumed"] is False
     assert np.isclose(m["preprocessing"]["scale"], 1.0)
+
+
+def test_zoo_model_with_random_weights_exports_and_says_int8_is_not_judged(tmp_path):
+    """The README's main job on a (small) zoo model: random weights, so BN statistics are estimated, fp32 is judged
+    (and passes), int8 is run and measured but marked NOT JUDGED, and the command succeeds."""
+    res = run("export", "mobilenetv3_small", "--int8", "--input-size", "32", "--classes", "10", "--alpha", "0.75",
+              "--calib-samples", "32", "--samples", "24", "--out", tmp_path, "-q")
+    assert res.exit_code == 0, res.output
+    assert "random weights" in res.output and "NOT JUDGED" in res.output
+    folder = tmp_path / "mobilenetv3_small"
+    m = json.loads((folder / "manifest.json").read_text())
+    assert m["model"]["weights"].startswith("random") and "BatchNorm" in m["model"]["weights"]
+    report = json.loads((folder / "report.json").read_text())
+    verdicts = {a["precision"]: a["verdict"] for a in report["artifacts"]}
+    assert verdicts == {"fp32": "PASS", "int8": "NOT JUDGED"}
+    fp32 = next(a for a in report["artifacts"] if a["precision"] == "fp32")["comparison"]["outputs"][0]
+    assert fp32["max_abs"] < 1e-4
+    # the estimated BN statistics make the output depend on the input: the fp32 comparison means something
+    import keras
+
+    ref = keras.models.load_model(folder / "mobilenetv3_small.keras")
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    assert np.asarray(ref(x)).std(axis=0).max() > 1e-3

@@ -1,0 +1,181 @@
+"""Verified .tflite rewrites that keep int8 models on XNNPACK's fast path.
+
+Measured (``edgeconv inspect``, LiteRT 2.3): XNNPACK's delegate takes every op of an int8 MobileNetV3 except
+``HARD_SWISH`` (and the final ``SOFTMAX``). Each int8 h-swish therefore runs on TFLite's own kernel and splits the
+graph into one more XNNPACK partition; on keras.applications MobileNetV3Small 224x224 that is what makes int8
+slower than fp32 (see ``docs/int8_speed.md``). :func:`decompose_hard_swish` replaces every ``HARD_SWISH`` by the
+three ops it is made of, all of which XNNPACK runs in int8::
+
+    t = ADD(x, 3) with fused RELU6      # relu6(x + 3), quantized on [0, 6]
+    u = MUL(t, 1/6)                     # hard-sigmoid, quantized on [0, 1]
+    y = MUL(x, u)                       # h-swish, with the original output tensor (same quantization)
+
+The consumers still read the original output tensor, so nothing else changes. Quantized intermediates use fixed,
+exact ranges (hard-sigmoid is bounded), so no calibration is needed; the constants 3 and 1/6 are stored exactly
+representable (value 127 with scale 3/127, 1/6/127). Float models can be rewritten the same way (the parity tests
+use it), but fp32 XNNPACK already runs ``HARD_SWISH`` natively, so export only rewrites int8.
+
+The rewrite edits the FlatBuffer with TensorFlow's ``schema_py_generated`` object API. Export keeps its result only
+if it matches the original on real inputs (:func:`check_parity`) and then validates it against Keras as usual.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["decompose_hard_swish", "RewriteResult", "check_parity"]
+
+# XNNPACK's delegate declines a quantized ADD whose input/output scale ratio is outside [1/1024, 256) and a MUL whose
+# input1 * input2 / output scale ratio is outside [1/65536, 256) (measured: ADDs with ratio 7.5e-5 stay on TFLite's
+# kernel). Such an h-swish is left as HARD_SWISH: rewriting it would only trade one slow op for another.
+ADD_SCALE_RATIO = (1.0 / 1024, 256.0)
+MUL_SCALE_RATIO = (1.0 / 65536, 256.0)
+T_SCALE, U_SCALE = 6.0 / 255, 1.0 / 255  # relu6(x + 3) on [0, 6] and hard-sigmoid on [0, 1], zero point -128
+
+
+def _xnnpack_friendly(sx: float, sy: float) -> bool:
+    lo, hi = ADD_SCALE_RATIO
+    mlo, mhi = MUL_SCALE_RATIO
+    return lo <= sx / T_SCALE < hi and mlo <= sx * U_SCALE / sy < mhi
+
+
+@dataclass
+class RewriteResult:
+    model_bytes: bytes
+    rewritten: int  # number of HARD_SWISH ops replaced
+    dtype: str  # "int8" | "float32" | "" when nothing was rewritten
+
+    def to_dict(self) -> dict:
+        return {"decompose_hard_swish": self.rewritten, "dtype": self.dtype}
+
+
+def _opcode_index(model, schema, builtin: int, version: int) -> int:
+    for i, oc in enumerate(model.operatorCodes):
+        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+        if code == builtin and (oc.customCode in (None, b"", "")):
+            oc.version = max(int(oc.version), version)
+            return i
+    oc = schema.OperatorCodeT()
+    oc.builtinCode = builtin
+    oc.deprecatedBuiltinCode = min(builtin, 127)
+    oc.version = version
+    model.operatorCodes.append(oc)
+    return len(model.operatorCodes) - 1
+
+
+def _add_buffer(model, schema, data: np.ndarray) -> int:
+    b = schema.BufferT()
+    b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+    model.buffers.append(b)
+    return len(model.buffers) - 1
+
+
+def _add_tensor(model, sg, schema, name: str, shape, ttype: int, quant: tuple | None = None,
+                data: np.ndarray | None = None) -> int:
+    t = schema.TensorT()
+    t.name = name
+    t.shape = np.asarray(shape, np.int32)
+    t.type = ttype
+    t.buffer = _add_buffer(model, schema, data) if data is not None else 0
+    if quant is not None:
+        q = schema.QuantizationParametersT()
+        q.scale = np.asarray([quant[0]], np.float32)
+        q.zeroPoint = np.asarray([quant[1]], np.int64)
+        t.quantization = q
+    sg.tensors.append(t)
+    return len(sg.tensors) - 1
+
+
+def _binary(schema, opcode: int, inputs, outputs, add: bool, relu6: bool = False):
+    op = schema.OperatorT()
+    op.opcodeIndex = opcode
+    op.inputs = np.asarray(inputs, np.int32)
+    op.outputs = np.asarray(outputs, np.int32)
+    opts = schema.AddOptionsT() if add else schema.MulOptionsT()
+    opts.fusedActivationFunction = schema.ActivationFunctionType.RELU6 if relu6 else \
+        schema.ActivationFunctionType.NONE
+    op.builtinOptions = opts
+    op.builtinOptionsType = schema.BuiltinOptions.AddOptions if add else schema.BuiltinOptions.MulOptions
+    return op
+
+
+def decompose_hard_swish(data: bytes, dtypes=("int8",)) -> RewriteResult:
+    """Replace every ``HARD_SWISH`` whose activations are one of ``dtypes`` ("int8", "float32") by ADD/MUL/MUL."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    from .metadata import read_model_object
+
+    model = read_model_object(data)
+    tt = schema.TensorType
+    want = {"int8": tt.INT8, "float32": tt.FLOAT32}
+    want_types = {want[d] for d in dtypes}
+    hs_codes = {i for i, oc in enumerate(model.operatorCodes)
+                if max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)) == schema.BuiltinOperator.HARD_SWISH}
+    if not hs_codes:
+        return RewriteResult(bytes(data), 0, "")
+    count, kind = 0, ""
+    add_code = mul_code = None
+    for sg in model.subgraphs:
+        new_ops = []
+        for op in sg.operators:
+            if op.opcodeIndex not in hs_codes:
+                new_ops.append(op)
+                continue
+            x, y = int(op.inputs[0]), int(op.outputs[0])
+            tx, ty = sg.tensors[x], sg.tensors[y]
+            if tx.type not in want_types or ty.type != tx.type:
+                new_ops.append(op)
+                continue
+            quantized = tx.type == tt.INT8
+            if quantized and not _xnnpack_friendly(float(tx.quantization.scale[0]), float(ty.quantization.scale[0])):
+                new_ops.append(op)
+                continue
+            version = 2 if quantized else 1
+            if add_code is None:
+                add_code = _opcode_index(model, schema, schema.BuiltinOperator.ADD, version)
+                mul_code = _opcode_index(model, schema, schema.BuiltinOperator.MUL, version)
+            base = _name(ty.name) + "/decomposed"
+            shape = list(ty.shape)
+            if quantized:
+                c3 = _add_tensor(model, sg, schema, base + "/three", [], tt.INT8, (3.0 / 127, 0),
+                                 np.asarray(127, np.int8))
+                c6 = _add_tensor(model, sg, schema, base + "/one_sixth", [], tt.INT8, ((1.0 / 6.0) / 127, 0),
+                                 np.asarray(127, np.int8))
+                t = _add_tensor(model, sg, schema, base + "/relu6", shape, tt.INT8, (T_SCALE, -128))
+                u = _add_tensor(model, sg, schema, base + "/hard_sigmoid", shape, tt.INT8, (U_SCALE, -128))
+            else:
+                c3 = _add_tensor(model, sg, schema, base + "/three", [], tt.FLOAT32, None, np.asarray(3.0, np.float32))
+                c6 = _add_tensor(model, sg, schema, base + "/one_sixth", [], tt.FLOAT32, None,
+                                 np.asarray(1.0 / 6.0, np.float32))
+                t = _add_tensor(model, sg, schema, base + "/relu6", shape, tt.FLOAT32)
+                u = _add_tensor(model, sg, schema, base + "/hard_sigmoid", shape, tt.FLOAT32)
+            new_ops += [_binary(schema, add_code, [x, c3], [t], add=True, relu6=True),
+                        _binary(schema, mul_code, [t, c6], [u], add=False),
+                        _binary(schema, mul_code, [x, u], [y], add=False)]
+            count += 1
+            kind = "int8" if quantized else "float32"
+        sg.operators = new_ops
+    if not count:
+        return RewriteResult(bytes(data), 0, "")
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    return RewriteResult(bytes(flatbuffer_utils.convert_object_to_bytearray(model)), count, kind)
+
+
+def _name(n) -> str:
+    return n.decode("utf-8") if isinstance(n, (bytes, bytearray)) else str(n)
+
+
+def check_parity(before: bytes, after: bytes, x: np.ndarray) -> dict:
+    """Run both models (LiteRT, XNNPACK) on float model inputs ``x``: max abs difference of the (dequantized)
+    outputs, in absolute terms and in output quantization steps, and top-1 agreement."""
+    from .runners import LiteRTRunner
+
+    a, b = LiteRTRunner(before), LiteRTRunner(after)
+    ya, yb = a.run(x)[0], b.run(x)[0]
+    out = a.outputs[0]
+    diff = float(np.max(np.abs(ya - yb))) if ya.size else 0.0
+    return {"max_abs": diff, "steps": diff / out.scale if out.scale else None,
+            "top1_agreement": float(np.mean(np.argmax(ya.reshape(len(x), -1), 1) ==
+                                            np.argmax(yb.reshape(len(x), -1), 1)))}
