@@ -34,7 +34,9 @@ FIXTURE_MODELS: list[tuple[str, dict]] = [
     ("efficientnet_b0", {"width_coefficient": 0.25, "depth_coefficient": 0.25}),
     ("resnet18", {"width_multiplier": 0.25}),
 ]
-QUICK_MODEL = ("mobilenetv3_small", {"alpha": 0.75})
+QUICK_MODEL = ("mobilenet_v1", {"alpha": 0.25})  # the simplest graph: fastest to train and convert
+QUICK_TRAIN_SAMPLES = 256
+QUICK_EPOCHS = 1
 BN_MOMENTUM = 0.9  # keras.applications' 0.999 has not converged after a few short epochs (shared/FINDINGS.md)
 
 #: Published ImageNet top-1 drops of post-training int8 (TFLite hosted models / the MobileNetV3 paper's table).
@@ -111,27 +113,30 @@ def build(name: str, size: int, width: dict):
     return models.create_model(name, input_shape=(size, size, 3), classes=10, **width)
 
 
-def _key(name: str, width: dict, size: int, epochs: int) -> str:
+def _key(name: str, width: dict, size: int, epochs: int, train_samples: int | None) -> str:
     w = "_".join(f"{k}{v}" for k, v in sorted(width.items()))
-    return f"{name}_{w}_{size}px_{epochs}ep"
+    return f"{name}_{w}_{size}px_{epochs}ep" + (f"_{train_samples}n" if train_samples else "")
 
 
 def trained_fixture(name: str, width: dict, size: int, epochs: int, cache: Path = CACHE, seed: int = 0,
-                    retrain: bool = False) -> Fixture:
-    """Train (or load from ``cache``) a zoo model on digits with the zoo's preprocessing; BN momentum 0.9."""
+                    retrain: bool = False, train_samples: int | None = None) -> Fixture:
+    """Train (or load from ``cache``) a zoo model on digits with the zoo's preprocessing; BN momentum 0.9.
+    ``train_samples``: use only the first N training digits (the --quick modes)."""
     import keras
 
     import models
 
     cache.mkdir(parents=True, exist_ok=True)
-    key = _key(name, width, size, epochs)
+    key = _key(name, width, size, epochs, train_samples)
     wfile, meta = cache / f"{key}.weights.h5", cache / f"{key}.json"
     if wfile.exists() and meta.exists() and not retrain:
         d = json.loads(meta.read_text())
         return Fixture(name, width, size, epochs, wfile, d["accuracy"], d["params"], d["train_seconds"], cached=True)
+    # keras.applications builders draw their initial weights from the global seed
     keras.utils.set_random_seed(seed)
     pre = models.model_info(name).preprocessing
     (xtr, ytr), (xte, yte) = digits_pixels(size)
+    xtr, ytr = xtr[:train_samples], ytr[:train_samples]
     model = build(name, size, width)
     set_bn_momentum(model)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",

@@ -36,10 +36,11 @@ def fixture_list(args) -> list[tuple[str, dict]]:
 
 def main(argv=None) -> dict:
     args = parse(argv)
-    epochs = 1 if args.quick else args.epochs
+    epochs = common.QUICK_EPOCHS if args.quick else args.epochs
     rows, fixtures = [], []
     for name, width in fixture_list(args):
-        fx = common.trained_fixture(name, width, args.size, epochs, cache=args.cache, retrain=args.retrain)
+        fx = common.trained_fixture(name, width, args.size, epochs, cache=args.cache, retrain=args.retrain,
+                                    train_samples=common.QUICK_TRAIN_SAMPLES if args.quick else None)
         fixtures.append(fx)
         rows.append([name, ", ".join(f"{k}={v}" for k, v in width.items()), f"{args.size}x{args.size}",
                      fx.params, epochs, round(fx.train_seconds, 1), round(100 * fx.accuracy, 2),

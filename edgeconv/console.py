@@ -72,13 +72,13 @@ def quiet_native():
 def print_table(title: str, columns: list[str], rows: list[list], right_align: set[str] = frozenset(),
                 console: Console | None = None) -> None:
     table = Table(title=title, show_lines=False)
-    for c in columns:
-        table.add_column(c, justify="right" if c in right_align else "left", overflow="fold")
+    for i, c in enumerate(columns):  # the first column (a file or model name) is never folded
+        table.add_column(c, justify="right" if c in right_align else "left", overflow="fold", no_wrap=i == 0)
     for r in rows:
         table.add_row(*[str(v) for v in r])
     con = console or _stdout
     if not con.is_terminal:  # wide plain output for pipes and CI logs instead of an 80-column fold
-        con = Console(highlight=False, width=max(160, con.width), file=con.file)
+        con = Console(highlight=False, width=max(220, con.width), file=con.file)
     con.print(table)
 
 

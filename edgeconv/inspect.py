@@ -208,9 +208,18 @@ def gpu_compatibility(data: bytes) -> dict:
 
 
 def parse_gpu_analysis(text: str) -> dict:
+    """Parse the analyzer's text: it prints ``GPU COMPATIBILITY WARNING: <why>`` after each incompatible ``Op#N``
+    line, then a per-subgraph summary, and "looks compatible with GPU delegate" only when every node passed."""
     ok = _GPU_OK.search(text)
-    issues = [ln.strip() for ln in text.splitlines() if "GPU COMPATIBILITY WARNING" in ln
-              or "is not supported by" in ln.lower() or ("not supported" in ln.lower() and "Op#" in ln)]
+    issues, last_op = [], ""
+    for ln in text.splitlines():
+        line = ln.strip()
+        if line.startswith("Op#"):
+            last_op = line.split("(")[0]
+        elif line.startswith("GPU COMPATIBILITY WARNING:"):
+            why = line.split(":", 1)[1].strip()
+            issues.append(why if why.startswith("Subgraph#") or not last_op else f"{last_op}: {why}")
+            last_op = ""
     note = f"TF analyzer, TFLite runtime {ok.group(1)}" if ok and ok.group(1) else "TF analyzer"
     return {"compatible": bool(ok) and not issues, "issues": issues, "note": note}
 

@@ -354,7 +354,10 @@ def compare_layers(keras_model, tflite_bytes_or_path, x: np.ndarray, *, max_samp
             scale=scale, rmse=float(np.sqrt(np.mean(err ** 2))), max_abs=float(np.max(np.abs(err))),
             sqnr_db=sqnr_db(r, g), local_rmse=local_rmse,
             local_sqnr_db=sqnr_db(lr, g) if lr is not None else None,
-            rmse_scale=local_rmse / scale if (scale and local_rmse is not None) else None,
+            # the rounding rule of thumb holds for 8-bit tensors; an int16 tensor's error is the int8 weights', not
+            # its own (tiny) step, so there the local SQNR speaks instead
+            rmse_scale=local_rmse / scale if (scale and local_rmse is not None
+                                              and np.dtype(det["dtype"]).itemsize == 1) else None,
             flags=_flags(layer, op, inbound[layer.name]), matched_by=how))
     matched = {s.layer for s in stats}
     import keras

@@ -75,3 +75,20 @@ def test_tutorial_hswish_layer_is_flagged_by_its_tflite_op(tmp_path, digits):
         s = rep.layer(h)
         assert s.layer_class == "TutorialHSwish" and "hard_swish" in s.flags and s.sqnr_db > 80
     assert "hard_sigmoid" in rep.layer("b1_se_hsigmoid").flags
+
+
+def test_int16x8_tensors_are_judged_by_sqnr_not_the_8bit_rule(tiny, trained_tiny, digits, tmp_path):
+    """int16 tensors have a step ~256x finer than the int8 weights' error, so rmse/scale would flag every layer;
+    they are reported with their local SQNR instead, and an honest int16x8 is close to Keras everywhere."""
+    import keras
+
+    from edgeconv.tflite_export import convert_tflite
+    from edgeconv.trace import trace
+
+    model, _, _, x = tiny
+    (xtr, _), _ = digits
+    sm = trace(keras.saving.load_model(trained_tiny[0], compile=False), tmp_path)
+    rep = compare_layers(model, convert_tflite(sm, "int16x8", xtr[:100], "int"), x, max_samples=8)
+    int16 = [s for s in rep.layers if s.dtype == "int16"]
+    assert len(int16) > 5 and all(s.scale > 0 and s.rmse_scale is None and not s.suspect for s in int16)
+    assert min(s.local_sqnr_db for s in int16) > 25

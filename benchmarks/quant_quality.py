@@ -1,0 +1,178 @@
+"""Table 2: quantization quality on the trained fixtures, edgeconv vs what users would do instead.
+
+Per fixture: held-out accuracy and top-1 agreement with the Keras model of edgeconv's fp16, int8 (default, and with
+--fallback auto when the default misses its target), int16x8 and ONNX int8, against (a) the plain TFLiteConverter
+full-integer recipe from the TensorFlow docs (from_keras_model, Optimize.DEFAULT, representative_dataset,
+TFLITE_BUILTINS_INT8, int8 input/output) and (b) onnxruntime ``quantize_static`` with its defaults on the same fp32
+ONNX. Every quantizer gets the same calibration digits; accuracy drops are beside the published ImageNet drops.
+
+    python3 benchmarks/quant_quality.py            # every fixture (trains missing ones first, see fixtures.py)
+    python3 benchmarks/quant_quality.py --quick    # one tiny model
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import common
+
+
+def parse(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=15, help="epochs of the fixtures (cache key)")
+    p.add_argument("--models", nargs="*")
+    p.add_argument("--calib", type=int, default=200, help="calibration digits for every quantizer")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--cache", type=Path, default=common.CACHE)
+    p.add_argument("--out", type=Path, default=common.RESULTS)
+    p.add_argument("--work", type=Path, help="keep the exported artifacts here (default: a temp folder)")
+    return p.parse_args(argv)
+
+
+def tf_docs_int8(model, calib: np.ndarray) -> bytes:
+    """The full-integer recipe of https://www.tensorflow.org/lite/performance/post_training_integer_quant ."""
+    import tensorflow as tf
+
+    def representative_dataset():
+        for i in range(len(calib)):
+            yield [calib[i:i + 1]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def ort_quantize_static_defaults(fp32_onnx: Path, calib: np.ndarray, out: Path) -> Path:
+    """onnxruntime.quantization.quantize_static(model_input, model_output, reader) with every default."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+    name = ort.InferenceSession(str(fp32_onnx), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{name: calib[i:i + 1]} for i in range(len(calib))])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(fp32_onnx), str(out), Reader())
+    return out
+
+
+def _metrics(probs: np.ndarray, ref: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    from edgeconv.compare import sqnr_db
+
+    acc = float(np.mean(np.argmax(probs, 1) == y))
+    agree = float(np.mean(np.argmax(probs, 1) == np.argmax(ref, 1)))
+    return acc, agree, float(sqnr_db(ref, probs))
+
+
+def bench_fixture(fx: common.Fixture, args, work: Path) -> list[list]:
+    import keras
+
+    import models
+    from edgeconv.console import quiet_native
+    from edgeconv.export import export
+    from edgeconv.runners import LiteRTRunner, OnnxRunner
+
+    name, size = fx.name, fx.size
+    n_cal = 32 if args.quick else args.calib
+    cal, val = common.data_files(size, work / "data", n_cal, 100 if args.quick else None)
+    pre = models.model_info(name).preprocessing
+    xval = np.load(val)
+    x, y = pre.apply(xval["x"].astype(np.float32)), xval["y"]
+    xcal = pre.apply(np.load(cal).astype(np.float32))
+    precisions = ["fp16", "int8", "onnx", "onnx_int8"] + ([] if args.quick else ["int16x8"])
+    vopts = {"data": str(val), "samples": len(x)}
+    common_kw = dict(weights=str(fx.weights), input_size=size, classes=10, width=fx.width, calibration=str(cal),
+                     calib_samples=n_cal, validate_options=vopts, quiet=True)
+    t0 = time.perf_counter()
+    res = export(name, precisions=precisions, out_dir=work / "edgeconv", **common_kw)
+    secs = time.perf_counter() - t0
+    folder = res.out_dir
+    float_acc = res.validation.artifacts[0].comparison.outputs[0].accuracy_ref
+    published = common.PUBLISHED_INT8_DROP.get(name)
+    rows = []
+
+    def row(variant, file_bytes, acc, agree, sqnr, verdict, published_drop=None):
+        rows.append([name, variant, round(file_bytes / 1e3, 1), round(100 * acc, 2),
+                     round(100 * (float_acc - acc), 2), round(100 * agree, 2),
+                     None if sqnr is None or not np.isfinite(sqnr) else round(sqnr, 1), verdict, published_drop])
+
+    rows.append([name, "Keras float (reference)", None, round(100 * float_acc, 2), 0.0, 100.0, None, "-", None])
+    label = {"fp32": "edgeconv fp32 TFLite", "fp16": "edgeconv fp16", "int8": "edgeconv int8",
+             "int16x8": "edgeconv int16x8", "onnx": "edgeconv ONNX fp32", "onnx_int8": "edgeconv ONNX int8 (QDQ)"}
+    int8_failed = False
+    for a in res.validation.artifacts:
+        o = a.comparison.outputs[0]
+        if a.key == "int8":
+            int8_failed = not a.passed
+        row(label[a.key], (folder / a.file).stat().st_size, o.accuracy, o.top1_agreement, o.sqnr_db, a.verdict,
+            published if a.key == "int8" else None)
+    if int8_failed:
+        fb = export(name, precisions=["int8"], out_dir=work / "edgeconv_fallback", fallback="auto", **common_kw)
+        a = fb.validation.artifacts[-1]
+        o = a.comparison.outputs[0]
+        kept = (fb.fallback.kept_float if fb.fallback is not None else [])
+        row(f"edgeconv int8 --fallback auto ({len(kept)} layers float, {a.precision})",
+            (fb.out_dir / a.file).stat().st_size, o.accuracy, o.top1_agreement, o.sqnr_db, a.verdict, published)
+    else:
+        rows.append([name, "edgeconv int8 --fallback auto", None, None, None, None, None,
+                     "not triggered (default int8 passed)", None])
+    # the peers: what the tutorials do, on the same weights, calibration digits and held-out digits
+    model = common.build(name, size, fx.width)
+    model.load_weights(str(fx.weights))
+    ref = model.predict(x, verbose=0, batch_size=128)
+    with quiet_native():
+        tfl = tf_docs_int8(model, xcal)
+    (work / f"{name}_tfdocs_int8.tflite").write_bytes(tfl)
+    acc, agree, sq = _metrics(LiteRTRunner(tfl).run(x)[0], ref, y)
+    row("TFLiteConverter int8 recipe (TF docs)", len(tfl), acc, agree, sq, "-", published)
+    with quiet_native():
+        q = ort_quantize_static_defaults(folder / f"{name}.onnx", xcal, work / f"{name}_ort_default_int8.onnx")
+    acc, agree, sq = _metrics(OnnxRunner(q).run(x)[0], ref, y)
+    row("onnxruntime quantize_static defaults", q.stat().st_size, acc, agree, sq, "-", None)
+    print(f"{name}: export {secs:.1f} s", flush=True)
+    keras.backend.clear_session()
+    return rows
+
+
+def main(argv=None) -> dict:
+    args = parse(argv)
+    fixtures = [common.QUICK_MODEL] if args.quick else [
+        m for m in common.FIXTURE_MODELS if not args.models or m[0] in args.models]
+    epochs = common.QUICK_EPOCHS if args.quick else args.epochs
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgeconv-bench-q-") as tmp:
+        work = Path(args.work or tmp)
+        for name, width in fixtures:
+            fx = common.trained_fixture(name, width, args.size, epochs, cache=args.cache,
+                                        train_samples=common.QUICK_TRAIN_SAMPLES if args.quick else None)
+            rows.extend(bench_fixture(fx, args, work / name))
+    cols = ["model", "variant", "KB", "accuracy %", "drop pts", "top-1 agr %", "SQNR dB", "edgeconv verdict",
+            "published ImageNet int8 drop pts"]
+    common.write_results("table2_quant_quality" + ("_quick" if args.quick else ""),
+                         "Table 2: quantization quality on trained fixtures (397 held-out digits)", cols, rows,
+                         command=common.command_line(), out=args.out, notes=[
+                             f"{'32' if args.quick else args.calib} calibration digits (training split) for every "
+                             "quantizer; accuracy and agreement on the held-out digits",
+                             "drop pts = Keras float accuracy - artifact accuracy, in percentage points",
+                             "onnxruntime quantize_static runs with its defaults (QDQ, per-tensor, MinMax) on the "
+                             "fp32 ONNX edgeconv wrote through tf2onnx",
+                             "published drops are ImageNet top-1 (int8 post-training, TFLite hosted models): a "
+                             "different task, shown for scale only"])
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    main()
