@@ -114,7 +114,7 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
     precisions; ``rewrite`` decomposes int8 h-swish for XNNPACK; every .tflite embeds metadata (``model_version``,
     ``class_labels``: a text file with one class name per line, also written as ``labels.txt``).
     """
-    from .phone_ready import PhoneOptions, apply_target, finish_tflite
+    from .phone_ready import PhoneOptions, apply_target, finish_onnx, finish_tflite
 
     precisions, io_type, rewrite = apply_target(target, precisions, io_type, rewrite)
     selected: list[Precision] = resolve(precisions)
@@ -187,6 +187,8 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
                 if p.format == "tflite":  # phone-ready: int8 rewrite + embedded metadata
                     data, extra = finish_tflite(p.precision, data, extra, loaded, None if calib is None else calib.x,
                                                 phone, warnings)
+                else:
+                    data, extra = finish_onnx(p.precision, data, extra, loaded, layout, phone)
                 seconds[p.key] = time.perf_counter() - t0
                 fname = p.filename(name)
                 (stage / fname).write_bytes(data)

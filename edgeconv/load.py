@@ -48,6 +48,11 @@ def load_keras_file(path: str | os.PathLike):
     path = Path(path)
     if not path.exists():
         raise EdgeconvError(f"model file not found: {path}")
+    import zipfile
+
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise EdgeconvError(f"cannot load {path}: not a valid .keras file (a .keras file is a zip archive; "
+                            f"this one is damaged or is something else renamed)")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # keras raises many types for corrupt / foreign files

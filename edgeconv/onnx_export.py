@@ -75,6 +75,27 @@ def _trace(model, batch_size, tf):
     return forward, sig, in_name
 
 
+def _freeze_captured_inputs(proto, forward, in_name: str) -> None:
+    """Turn graph inputs that are captured constants into initializers.
+
+    tf2onnx freezes variables but leaves *eager tensors* the traced function captured as extra graph inputs: Keras 3's
+    ``Normalization`` layer (inside every keras.applications EfficientNet) keeps its mean and variance as such
+    tensors, so the ONNX asked for 3 inputs. Their values are known at trace time; they become initializers."""
+    from onnx import numpy_helper
+
+    cf = forward.get_concrete_function()
+    values = {internal.name: ext for ext, internal in zip(cf.captured_inputs, cf.graph.internal_captures)
+              if ext.dtype.name != "resource"}
+    keep = []
+    for inp in proto.graph.input:
+        if inp.name != in_name and not inp.name.startswith(f"{in_name}:") and inp.name in values:
+            proto.graph.initializer.append(numpy_helper.from_array(np.asarray(values[inp.name]), inp.name))
+        else:
+            keep.append(inp)
+    del proto.graph.input[:]
+    proto.graph.input.extend(keep)
+
+
 def _stable_order(graph) -> None:
     """Topologically sort the nodes with a key that does not depend on tf2onnx's run-to-run choices.
 
@@ -252,6 +273,7 @@ def convert_onnx(model, *, opset: int = 17, batch_size: int | None = 1, nchw: bo
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise EdgeconvError(f"tf2onnx cannot convert {model.name}: {msg}") from None
     warnings = log.summaries()
+    _freeze_captured_inputs(proto, forward, in_name)
     graph = proto.graph
     graph.name = _tensor_name(model.name, "model")
     proto.producer_name, proto.doc_string, graph.doc_string = "edgeconv (tf2onnx)", "", ""  # doc: tf.function id

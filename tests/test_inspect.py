@@ -35,6 +35,8 @@ def test_export_cpu_target_validates_with_rewrite(phone_export):
     assert [a.key for a in res.artifacts] == ["fp32", "fp16", "int8", "onnx"]
     int8 = res.manifest.artifact("tiny_mnv3_int8.tflite")
     assert int8.extra["tflite_rewrites"]["decompose_hard_swish"] == 3
+    parity = int8.extra["tflite_rewrites"]["parity"]  # the export-time check against Keras on calibration inputs
+    assert parity["samples"] == 16 and parity["sqnr_after_db"] >= parity["sqnr_before_db"] - 3.0 > 15
     assert "HARD_SWISH" not in int8.extra["ops"]
     assert res.validation.passed, res.validation.summary_line()  # every rewrite keeps validation passing
     assert res.manifest.options["target"] == "cpu" and res.manifest.options["class_labels"] == "labels.txt"
@@ -94,10 +96,10 @@ def test_gpu_analysis_parsing():
 def test_metadata_round_trip_through_inspect(phone_export):
     res = phone_export
     m = Manifest.load(res.out_dir)
-    for rec in m.artifacts:
-        if rec.format != "tflite":
-            continue
+    assert {rec.format for rec in m.artifacts} == {"tflite", "onnx"}
+    for rec in m.artifacts:  # every artifact, .tflite and .onnx, describes itself
         meta = inspect_artifact(res.out_dir / rec.file, xnnpack=False, gpu=False).metadata
+        assert meta["input"]["layout"] == "NHWC"
         assert meta["model"] == {"name": "tiny_mnv3", "version": "2.1"}
         assert meta["edgeconv_version"] == m.edgeconv_version
         assert meta["precision"] == rec.precision and meta["target"] == "cpu"
