@@ -110,6 +110,10 @@ def child(args) -> dict:
 
 
 def run_child(variant: str, name: str, width: dict, args, work: Path) -> dict:
+    if args.quick:  # in this process: the quick mode only checks that both paths still work
+        ns = argparse.Namespace(**{**vars(args), "one": [variant, name], "width": json.dumps(width),
+                                   "work": work / f"{variant}_{name}"})
+        return child(ns)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", variant, name, "--width", json.dumps(width),
            "--size", str(args.size), "--calib", str(args.calib), "--work", str(work / f"{variant}_{name}")]
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -134,10 +138,11 @@ def main(argv=None) -> dict:
     rows, raw = [], []
     with tempfile.TemporaryDirectory(prefix="edgeconv-bench-t-") as tmp:
         for name, width in todo:
-            res = {v: run_child(v, name, width, args, Path(tmp)) for v in ("plain", "edgeconv-novalidate",
-                                                                              "edgeconv")}
+            variants = ("plain", "edgeconv-novalidate") + (() if args.quick else ("edgeconv",))
+            res = {v: run_child(v, name, width, args, Path(tmp)) for v in variants}
             raw.append(res)
-            p, e, ev = res["plain"], res["edgeconv-novalidate"], res["edgeconv"]
+            p, e = res["plain"], res["edgeconv-novalidate"]
+            ev = res.get("edgeconv", {"seconds": None})
             ratio = p["seconds"] / e["seconds"] if p["seconds"] and e["seconds"] and not (p["error"] or e["error"]) \
                 else None
             rows.append([name, f"{args.size}x{args.size}", None if p["seconds"] is None else round(p["seconds"], 1),
@@ -156,7 +161,8 @@ def main(argv=None) -> dict:
                              "with representative_dataset) + tf2onnx.convert.from_keras(opset 17)",
                              "edgeconv: one export(...) call = load, BatchNorm estimation, save .keras, trace once, "
                              "4 conversions, manifest; '+ validation' also validates every artifact on 50 inputs",
-                             "each variant in a fresh process; imports and calibration loading are not timed"])
+                             "each variant in a fresh process; imports and calibration loading are not timed"
+                             + (" (--quick: both in this process, no '+ validation' run)" if args.quick else "")])
     return {"rows": rows, "raw": raw}
 
 

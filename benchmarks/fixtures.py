@@ -51,7 +51,8 @@ def main(argv=None) -> dict:
                          command=common.command_line(), out=args.out,
                          notes=[f"BatchNorm momentum set to {common.BN_MOMENTUM} before training; Adam 2e-3, "
                                 f"batch 64; accuracy in inference mode (training=False) on the held-out digits",
-                                "train s is the time of the run that produced the cached weights"])
+                                "train s is the time of the run that produced the cached weights"]
+                         + ([f"--quick: only {common.QUICK_TRAIN_SAMPLES} training digits"] if args.quick else []))
     return {"rows": rows, "fixtures": [f.to_dict() for f in fixtures]}
 
 

@@ -157,11 +157,14 @@ def _keras_callable(path: Path, x: np.ndarray, threads: int):
 
     from .load import load_keras_file
 
-    try:  # only possible before TensorFlow starts its thread pools; noted otherwise
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
+    note = None
+    if tf.config.threading.get_intra_op_parallelism_threads() != threads:
+        try:  # only possible before TensorFlow starts its thread pools; noted otherwise
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            note = (f"TensorFlow was already running in this process: the Keras reference used its own thread "
+                    f"count, not --threads {threads}")
     model = load_keras_file(path)
     fn = tf.function(lambda t: model(t, training=False))
     xt = tf.constant(x)
@@ -169,7 +172,7 @@ def _keras_callable(path: Path, x: np.ndarray, threads: int):
     def call():
         y = fn(xt)
         (y[0] if isinstance(y, (list, tuple)) else y).numpy()
-    return call
+    return call, note
 
 
 def bench(folder, *, threads: int = 1, runs: int = 50, warmup: int = 5, keras: bool = True,
@@ -212,7 +215,10 @@ def bench(folder, *, threads: int = 1, runs: int = 50, warmup: int = 5, keras: b
             else:
                 ref_row = BenchRow(ref, "keras", "fp32", "tf.function", (folder / ref).stat().st_size, "reference")
                 try:
-                    med, p90 = _stats(time_call(_keras_callable(folder / ref, x, threads), runs, warmup))
+                    call, note = _keras_callable(folder / ref, x, threads)
+                    if note:
+                        notes.append(note)
+                    med, p90 = _stats(time_call(call, runs, warmup))
                     ref_row.median_ms, ref_row.p90_ms, ref_row.speedup = med, p90, 1.0
                 except Exception as e:  # noqa: BLE001 - a reference that cannot be timed leaves the rest useful
                     ref_row.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

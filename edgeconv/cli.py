@@ -33,6 +33,9 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="edgeconv")
 def main():
     """Export Keras image models to TFLite and ONNX, and prove them against the Keras reference."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import: no C++ info/warning lines
 
 
 @main.group(cls=_Group)
@@ -45,9 +48,11 @@ def zoo():
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def zoo_list(pattern, as_json):
     """List zoo models (optionally matching PATTERN, e.g. 'resnet*')."""
+    from .console import quiet_native
     from .zoo import zoo_rows
 
-    rows = zoo_rows(pattern)
+    with quiet_native():  # TensorFlow's C++ start-up lines
+        rows = zoo_rows(pattern)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -257,9 +262,11 @@ def bench(folder, threads, runs, warmup, no_keras, revalidate, as_json):
 @click.option("--no-delegates", is_flag=True, help="Skip the XNNPACK and GPU-delegate checks (faster).")
 def inspect_cmd(file, as_json, no_delegates):
     """Inspect a .tflite / .onnx FILE: I/O and quantization, ops, XNNPACK / GPU coverage, sizes, metadata."""
+    from .console import quiet_native
     from .inspect import inspect_artifact
 
-    rep = inspect_artifact(file, xnnpack=not no_delegates, gpu=not no_delegates)
+    with quiet_native():  # TensorFlow's C++ start-up lines
+        rep = inspect_artifact(file, xnnpack=not no_delegates, gpu=not no_delegates)
     if as_json:
         click.echo(json.dumps(rep.to_dict(), indent=2))
         return

@@ -341,7 +341,7 @@ def _convert(p: Precision, loaded: LoadedModel, saved_model: Path, calib, io_typ
         return fp32, layout, extra, opset
     from .onnx_quant import quantize_onnx_int8
 
-    return quantize_onnx_int8(fp32, x, nchw=nchw), layout, {"quantization": "QDQ per-channel int8"}, opset
+    return quantize_onnx_int8(fp32, x, nchw=nchw, warnings=warnings), layout, {"quantization": "QDQ per-channel int8"}, opset
 
 
 def convert_summary(result: ExportResult) -> tuple[list[str], list[list]]:

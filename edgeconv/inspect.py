@@ -32,6 +32,10 @@ KNOWN_XNNPACK_GAPS = {
     ("HARD_SWISH", "uint8"): "XNNPACK's delegate has no quantized HARD_SWISH",
     ("SOFTMAX", "int8"): "XNNPACK's delegate has no int8 SOFTMAX (cheap: it runs once, on the logits)",
     ("HARD_SWISH", "int16"): "no XNNPACK int16 kernels (int16x8 runs on TFLite's kernels)",
+    ("AVERAGE_POOL_2D", "int8"): "XNNPACK's delegate declined int8 AVERAGE_POOL_2D in every model measured "
+                                 "(ShuffleNet)",
+    ("RELU", "int8"): "XNNPACK's delegate declined a stand-alone int8 RELU whose output quantization differs from "
+                      "its input's (ShuffleNet, after CONCATENATION)",
 }
 
 

@@ -50,8 +50,27 @@ def _quiet_quantizer():
         root.setLevel(level)
 
 
-def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, preprocess: bool = True) -> bytes:
-    """-> int8 QDQ ONNX bytes of ``fp32_bytes``, calibrated (MinMax) on ``calibration_x`` (N, H, W, C) float32."""
+@contextlib.contextmanager
+def _inside(folder: str):
+    """Run with ``folder`` as the working directory: ``quant_pre_process``'s symbolic shape inference writes
+    ``sym_shape_infer_temp.onnx`` and external-data files into the *current* directory and leaves them there when
+    it fails."""
+    import os
+
+    old = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, preprocess: bool = True,
+                       warnings: list | None = None) -> bytes:
+    """-> int8 QDQ ONNX bytes of ``fp32_bytes``, calibrated (MinMax) on ``calibration_x`` (N, H, W, C) float32.
+
+    When ``quant_pre_process`` cannot handle the graph (e.g. "Incomplete symbolic shape inference" on ViT), the model
+    is quantized without it and a line is added to ``warnings``."""
     if calibration_x is None or len(calibration_x) == 0:
         raise EdgeconvError("ONNX int8 needs calibration data (got none)")
     x = np.asarray(calibration_x, np.float32)
@@ -75,8 +94,14 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(bytes(fp32_bytes))
         if preprocess:
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
-            src = pre
+            try:
+                with _inside(tmp):
+                    quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+                src = pre
+            except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types; pre-processing is optional
+                if warnings is not None:
+                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    warnings.append(f"onnx int8: quantized without onnxruntime's pre-processing ({msg})")
         try:
             quantize_static(str(src), str(out), _reader(x, inp.name, batch), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,

@@ -16,7 +16,8 @@ representable (value 127 with scale 3/127, 1/6/127). Float models can be rewritt
 use it), but fp32 XNNPACK already runs ``HARD_SWISH`` natively, so export only rewrites int8.
 
 The rewrite edits the FlatBuffer with TensorFlow's ``schema_py_generated`` object API. Export keeps its result only
-if it matches the original on real inputs (:func:`check_parity`) and then validates it against Keras as usual.
+if its SQNR against Keras on calibration inputs stays within 3 dB of the converter's int8 (:func:`check_parity`,
+:mod:`edgeconv.phone_ready`) and then validates it against Keras as usual.
 """
 from __future__ import annotations
 
@@ -167,15 +168,22 @@ def _name(n) -> str:
     return n.decode("utf-8") if isinstance(n, (bytes, bytearray)) else str(n)
 
 
-def check_parity(before: bytes, after: bytes, x: np.ndarray) -> dict:
-    """Run both models (LiteRT, XNNPACK) on float model inputs ``x``: max abs difference of the (dequantized)
-    outputs, in absolute terms and in output quantization steps, and top-1 agreement."""
+def check_parity(before: bytes, after: bytes, x: np.ndarray, reference: np.ndarray | None = None) -> dict:
+    """Run both models (LiteRT, XNNPACK) on float model inputs ``x``: max abs difference of the (dequantized) first
+    outputs, in absolute terms and in output quantization steps, top-1 agreement, and with ``reference`` (the Keras
+    outputs for ``x``) the SQNR of each against it."""
+    from .compare import sqnr_db
     from .runners import LiteRTRunner
 
     a, b = LiteRTRunner(before), LiteRTRunner(after)
     ya, yb = a.run(x)[0], b.run(x)[0]
     out = a.outputs[0]
     diff = float(np.max(np.abs(ya - yb))) if ya.size else 0.0
-    return {"max_abs": diff, "steps": diff / out.scale if out.scale else None,
-            "top1_agreement": float(np.mean(np.argmax(ya.reshape(len(x), -1), 1) ==
-                                            np.argmax(yb.reshape(len(x), -1), 1)))}
+    res = {"samples": int(len(x)), "max_abs": diff, "steps": diff / out.scale if out.scale else None,
+           "top1_agreement": float(np.mean(np.argmax(ya.reshape(len(x), -1), 1) ==
+                                           np.argmax(yb.reshape(len(x), -1), 1)))}
+    if reference is not None:
+        # clipped to +-200 dB so identical outputs (inf) stay comparable and JSON-safe in the manifest
+        res["sqnr_before_db"] = round(float(np.clip(sqnr_db(reference, ya), -200, 200)), 2)
+        res["sqnr_after_db"] = round(float(np.clip(sqnr_db(reference, yb), -200, 200)), 2)
+    return res

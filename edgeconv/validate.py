@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +25,10 @@ __all__ = ["ArtifactResult", "ValidationReport", "validate", "load_labels"]
 LAYERWISE_ON_FAILURE = ("fp16", "int8", "int16x8")  # TFLite precisions that get a layer report when they fail
 LAYERWISE_SAMPLES = 16
 STRUCTURAL_CHECKS = ("shape", "finite")
-RANDOM_WEIGHTS_NOTE = ("random weights: SQNR / top-1 thresholds describe trained models (a random network's "
-                       "near-uniform softmax and near-tied classes cannot be judged by them); figures are shown, "
-                       "the verdict only checks that it runs with finite outputs of the right shape. Export with "
-                       "--weights to judge it")
+RANDOM_WEIGHTS_NOTE = ("random weights: thresholds for reduced precision describe trained models (a random "
+                       "network's near-uniform softmax, near-tied classes and, in deep nets, amplified rounding "
+                       "cannot be judged by them); figures are shown, the verdict only checks that it runs with "
+                       "finite outputs of the right shape; fp32 is judged as usual. Export with --weights to judge it")
 
 
 @dataclass
@@ -239,13 +239,19 @@ def validate(path, *, data=None, samples: int = 200, atol: float | None = None, 
         y, label_source = np.asarray(inputs.labels), f"{inputs.source} (labels in the file)"
     reference = KerasRunner(model).run(inputs.x)
     overrides = {k: v for k, v in (("atol", atol), ("min_sqnr", min_sqnr), ("min_top1", min_top1)) if v is not None}
+    noise = reference_noise(model, inputs.x, reference) if atol is None else 0.0
     results = []
     for rec in records:
         tol = tolerance_for(rec.precision, rec.format, **overrides)
+        if tol.atol is not None and NOISE_FACTOR * noise > tol.atol:
+            warnings.append(f"{rec.file}: atol raised from {tol.atol:g} to {NOISE_FACTOR * noise:.2g}: the Keras "
+                            f"reference itself moves by {noise:.2g} between batched and one-image runs (float "
+                            f"rounding amplified by the network), so no artifact can be held to less")
+            tol = replace(tol, atol=float(f"{NOISE_FACTOR * noise:.2g}"))
         res = ArtifactResult(rec.file, rec.key, rec.format, rec.precision, tol)
         res.fallback = rec.extra.get("fallback")
         res.kept_float = list((res.fallback or {}).get("kept_float") or rec.extra.get("kept_float") or [])
-        if random_weights and tol.min_sqnr is not None:
+        if random_weights and rec.precision != "fp32":
             res.unjudged = RANDOM_WEIGHTS_NOTE
         file = folder / rec.file
         res.sha256_ok = sha256_file(file) == rec.sha256
@@ -272,6 +278,24 @@ def validate(path, *, data=None, samples: int = 200, atol: float | None = None, 
         stem = "report" if only is None else f"report.{Path(only[0]).stem}" if len(only) == 1 else "report.partial"
         report.report_files = [p.name for p in write_reports(report, folder, stem=stem)]
     return report
+
+
+NOISE_SAMPLES = 16
+NOISE_FACTOR = 10
+
+
+def reference_noise(model, x: np.ndarray, reference: list[np.ndarray]) -> float:
+    """How much the Keras reference disagrees with itself: max |one image at a time - batched| over the first
+    :data:`NOISE_SAMPLES` inputs. A different batch size makes oneDNN pick different kernels and summation orders, so
+    this is the float32 rounding noise as the network amplifies it: ~1e-7 for a trained model, but 1e-5 to 1e-4 for
+    a deep net with random weights. Float artifacts are held to ``max(atol, NOISE_FACTOR * noise)``."""
+    from .runners import KerasRunner
+
+    n = min(len(x), NOISE_SAMPLES)
+    if n == 0:
+        return 0.0
+    single = KerasRunner(model, batch_size=1).run(x[:n])
+    return max(float(np.max(np.abs(a - r[:n]))) for a, r in zip(single, reference))
 
 
 def _layer_report(model, file: Path, x: np.ndarray, plot_dir: Path | None):

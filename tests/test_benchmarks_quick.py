@@ -1,0 +1,101 @@
+"""The benchmark scripts' --quick modes on one tiny model, so they cannot rot. Full runs are not part of pytest
+(benchmarks/RESULTS.md says how to run them)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("benchq")
+    return {"cache": root / "cache", "out": root / "out", "work": root / "work"}
+
+
+def _written(out: Path, stem: str) -> dict:
+    d = json.loads((out / f"{stem}.json").read_text())
+    assert (out / f"{stem}.md").read_text().startswith("### ")
+    assert d["machine"]["cores"] >= 1 and d["machine"]["versions"]["edgeconv"] and d["command"].startswith("python3")
+    return d
+
+
+def test_fixtures_quick_trains_once_then_uses_cache(dirs):
+    import fixtures
+
+    args = ["--quick", "--cache", str(dirs["cache"]), "--out", str(dirs["out"])]
+    res = fixtures.main(args)
+    (row,) = res["rows"]
+    name, _, _, params, epochs, secs, acc, source = row
+    assert name == "mobilenet_v1" and params > 0 and epochs == 1 and secs > 0 and 0 <= acc <= 100
+    assert source == "trained now" and Path(res["fixtures"][0]["weights"]).stat().st_size > 0
+    assert fixtures.main(args)["rows"][0][-1] == "cache"
+    assert _written(dirs["out"], "table1_fixtures_quick")["rows"][0][0] == "mobilenet_v1"
+
+
+def test_quant_quality_quick_compares_edgeconv_with_peers(dirs):
+    import quant_quality
+
+    res = quant_quality.main(["--quick", "--cache", str(dirs["cache"]), "--out", str(dirs["out"]),
+                              "--work", str(dirs["work"] / "q")])
+    rows = {r[1]: r for r in res["rows"]}
+    for variant in ("edgeconv int8", "edgeconv ONNX fp32", "TFLiteConverter int8 recipe (TF docs)",
+                    "onnxruntime quantize_static defaults"):
+        _, _, kb, acc, drop, agree, _, _, _ = rows[variant]
+        assert kb > 0 and 0 <= acc <= 100 and 0 <= agree <= 100 and -100 <= drop <= 100
+    ref_acc = rows["Keras float (reference)"][3]
+    assert rows["edgeconv int8"][4] == pytest.approx(ref_acc - rows["edgeconv int8"][3], abs=0.02)
+    assert rows["edgeconv ONNX fp32"][5] == 100.0  # float ONNX agrees with Keras on every digit
+    tfdocs = dirs["work"] / "q" / "mobilenet_v1" / "mobilenet_v1_tfdocs_int8.tflite"
+    assert rows["TFLiteConverter int8 recipe (TF docs)"][2] == round(tfdocs.stat().st_size / 1e3, 1)
+    _written(dirs["out"], "table2_quant_quality_quick")
+
+
+def test_export_time_quick_ratio(dirs):
+    import export_time
+
+    res = export_time.main(["--quick", "--out", str(dirs["out"])])
+    (row,) = res["rows"]
+    assert row[-1] == "-", row  # no errors
+    plain, edgeconv, ratio = row[2], row[3], row[5]
+    assert plain > 0 and edgeconv > 0 and ratio > 0 and ratio == pytest.approx(plain / edgeconv, rel=0.1)
+    raw = res["raw"][0]
+    assert set(raw["plain"]["files"]) == {"model_fp32.tflite", "model_fp16.tflite", "model_int8.tflite",
+                                          "model.onnx"}
+    assert {Path(f).suffix for f in raw["edgeconv-novalidate"]["files"]} == {".tflite", ".onnx"}
+    assert len(raw["edgeconv-novalidate"]["files"]) == 4
+    _written(dirs["out"], "table3_export_time_quick")
+
+
+def test_latency_quick_row_per_artifact(dirs):
+    import latency
+
+    work = dirs["work"] / "lat"
+    res = latency.main(["--quick", "--out", str(dirs["out"]), "--work", str(work)])
+    files = [r[1] for r in res["rows"]]
+    assert files == ["mobilenet_v1.keras", "mobilenet_v1_fp32.tflite", "mobilenet_v1_int8.tflite",
+                     "mobilenet_v1.onnx"]
+    for r in res["rows"]:
+        assert r[4] == round((work / "mobilenet_v1" / r[1]).stat().st_size / 1e6, 3)
+        assert r[6] > 0 and r[7] >= r[6] and r[8] > 0 and r[9] > 0 and r[11] > 0
+    statuses = {r[1]: r[5] for r in res["rows"]}
+    assert statuses["mobilenet_v1_fp32.tflite"] == "PASS"
+    assert statuses["mobilenet_v1_int8.tflite"] == "NOT JUDGED"  # random weights
+    assert res["figure"].stat().st_size > 0
+    _written(dirs["out"], "table4_latency_quick")
+
+
+def test_zoo_quick_matrix(dirs):
+    import zoo
+
+    res = zoo.main(["--quick", "--out", str(dirs["out"])])
+    (row,) = res["rows"]
+    assert res["keys"] == ["fp32", "int8"]
+    assert row[0] == "mobilenet_v1" and row[4:6] == ["PASS", "NOT JUDGED"] and row[6] == "ok" and row[3] > 0
+    _written(dirs["out"], "table5_zoo_quick")
