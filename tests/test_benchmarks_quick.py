@@ -10,7 +10,17 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
+    sys.path.insert(0, str(BENCH))  # the scripts import their sibling ``common``
+
+
+def _script(name: str):
+    """Load benchmarks/<name>.py by path under a unique module name: plain ``import zoo`` would find tests/zoo/."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"edgeconv_benchmarks_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +37,7 @@ def _written(out: Path, stem: str) -> dict:
 
 
 def test_fixtures_quick_trains_once_then_uses_cache(dirs):
-    import fixtures
+    fixtures = _script("fixtures")
 
     args = ["--quick", "--cache", str(dirs["cache"]), "--out", str(dirs["out"])]
     res = fixtures.main(args)
@@ -40,7 +50,7 @@ def test_fixtures_quick_trains_once_then_uses_cache(dirs):
 
 
 def test_quant_quality_quick_compares_edgeconv_with_peers(dirs):
-    import quant_quality
+    quant_quality = _script("quant_quality")
 
     res = quant_quality.main(["--quick", "--cache", str(dirs["cache"]), "--out", str(dirs["out"]),
                               "--work", str(dirs["work"] / "q")])
@@ -58,7 +68,7 @@ def test_quant_quality_quick_compares_edgeconv_with_peers(dirs):
 
 
 def test_export_time_quick_ratio(dirs):
-    import export_time
+    export_time = _script("export_time")
 
     res = export_time.main(["--quick", "--out", str(dirs["out"])])
     (row,) = res["rows"]
@@ -74,7 +84,7 @@ def test_export_time_quick_ratio(dirs):
 
 
 def test_latency_quick_row_per_artifact(dirs):
-    import latency
+    latency = _script("latency")
 
     work = dirs["work"] / "lat"
     res = latency.main(["--quick", "--out", str(dirs["out"]), "--work", str(work)])
@@ -92,7 +102,7 @@ def test_latency_quick_row_per_artifact(dirs):
 
 
 def test_zoo_quick_matrix(dirs):
-    import zoo
+    zoo = _script("zoo")
 
     res = zoo.main(["--quick", "--out", str(dirs["out"])])
     (row,) = res["rows"]
