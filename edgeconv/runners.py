@@ -58,6 +58,11 @@ class KerasRunner:
         return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
 def _output_order(names: list[str]) -> list[int]:
     """Keras 3 exports name outputs ``output_0``, ``output_1``, ...; keep Keras' order where the names say it."""
     keys = []
@@ -140,7 +145,10 @@ class LiteRTRunner:
         outs = []
         for i in range(0, len(x), step):
             self._set_input(np.ascontiguousarray(x[i:i + step], np.float32))
-            self.interpreter.invoke()
+            try:
+                self.interpreter.invoke()
+            except RuntimeError as e:  # e.g. an op the converter emitted in a type LiteRT has no kernel for
+                raise EdgeconvError(f"LiteRT cannot run {self.name}: {_first_line(e)}") from None
             outs.append(self._get_outputs())
         return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
 
@@ -192,7 +200,10 @@ class OnnxRunner:
         step = 1 if batch == 1 else len(x)
         outs = []
         for i in range(0, len(x), step):
-            ys = self.session.run(None, {self._in[0].name: x[i:i + step]})
+            try:
+                ys = self.session.run(None, {self._in[0].name: x[i:i + step]})
+            except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
+                raise EdgeconvError(f"onnxruntime cannot run {self.name}: {_first_line(e)}") from None
             outs.append([np.asarray(y, np.float32) for y in ys])
         return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
 
