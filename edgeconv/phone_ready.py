@@ -69,7 +69,7 @@ def finish_tflite(precision: str, data: bytes, extra: dict, loaded, calib_x, opt
                   warnings: list) -> tuple[bytes, dict]:
     """Rewrite (int8) and embed metadata into one converted .tflite -> (bytes, extra for the manifest)."""
     from .manifest import tflite_details
-    from .metadata import build_metadata, embed_metadata
+    from .metadata import embed_metadata
 
     extra = dict(extra)
     if precision == "int8" and opts.rewrite:
@@ -97,25 +97,27 @@ def finish_tflite(precision: str, data: bytes, extra: dict, loaded, calib_x, opt
         if not gpu["compatible"]:
             warnings.append(f"{precision}: TF's analyzer says the GPU delegate cannot run every op: "
                             f"{'; '.join(gpu['issues'][:3])}")
-    details = tflite_details(data)
+    extra["metadata"] = {"embedded": True, "labels": len(opts.labels or [])}
+    return embed_metadata(data, _metadata(precision, tflite_details(data), loaded, opts, "nhwc")), extra
+
+
+def _metadata(precision: str, details: dict, loaded, opts: PhoneOptions, layout: str) -> dict:
+    """What every artifact embeds (:func:`edgeconv.metadata.build_metadata`), from its io details."""
+    from .metadata import build_metadata
+
     pre = loaded.preprocessing
     meta = build_metadata(name=loaded.name, version=opts.model_version, precision=precision,
                           preprocessing=pre.to_dict(), input_range=pre.input_range, labels=opts.labels,
                           inputs=details["inputs"], outputs=details["outputs"], target=opts.target)
-    extra["metadata"] = {"embedded": True, "labels": len(opts.labels or [])}
-    return embed_metadata(data, meta), extra
+    meta["input"]["layout"] = layout.upper()
+    return meta
 
 
 def finish_onnx(precision: str, data: bytes, extra: dict, loaded, layout: str, opts: PhoneOptions
                 ) -> tuple[bytes, dict]:
     """Embed the same metadata as :func:`finish_tflite` into an .onnx (``metadata_props``) -> (bytes, extra)."""
     from .manifest import onnx_details
-    from .metadata import build_metadata, embed_onnx_metadata
+    from .metadata import embed_onnx_metadata
 
-    details = onnx_details(data, layout)
-    pre = loaded.preprocessing
-    meta = build_metadata(name=loaded.name, version=opts.model_version, precision=precision,
-                          preprocessing=pre.to_dict(), input_range=pre.input_range, labels=opts.labels,
-                          inputs=details["inputs"], outputs=details["outputs"], target=opts.target)
-    meta["input"]["layout"] = layout.upper()
+    meta = _metadata(precision, onnx_details(data, layout), loaded, opts, layout)
     return embed_onnx_metadata(data, meta), {**extra, "metadata": {"embedded": True, "labels": len(opts.labels or [])}}
