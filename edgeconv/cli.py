@@ -133,6 +133,8 @@ def _print_validation(report) -> None:
     from .report import detail_lines, table_columns, table_rows
 
     print_table("validation against the Keras reference", table_columns(), table_rows(report))
+    for w in report.warnings:
+        click.echo(f"warning: {w}", err=True)
     for line in detail_lines(report):
         click.echo(line)
     click.echo(f"{'PASS' if report.passed else 'FAIL'}: {report.summary_line()}")
