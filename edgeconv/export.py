@@ -139,6 +139,9 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
     _check_writable(out_root)
     seconds: dict[str, float] = {}
     warnings: list[str] = []
+    if any(p.key == "int16x8" for p in selected):
+        warnings.append("int16x8 is for accuracy, not speed: XNNPACK has no int16 kernels, so LiteRT runs it on "
+                        "reference kernels (~30x slower than fp32 for the MobileNets, benchmarks/RESULTS.md table 4)")
 
     with console.quiet_native():
         import keras
