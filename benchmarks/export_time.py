@@ -49,23 +49,13 @@ def plain_script(model, calib, out: Path) -> None:
     import tensorflow as tf
     import tf2onnx
 
-    def representative_dataset():
-        for i in range(len(calib)):
-            yield [calib[i:i + 1]]
-
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     (out / "model_fp32.tflite").write_bytes(conv.convert())
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_types = [tf.float16]
     (out / "model_fp16.tflite").write_bytes(conv.convert())
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative_dataset
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    (out / "model_int8.tflite").write_bytes(conv.convert())
+    (out / "model_int8.tflite").write_bytes(common.tf_docs_int8(model, calib))
     spec = (tf.TensorSpec((1, *model.input_shape[1:]), tf.float32, name="input"),)
     tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(out / "model.onnx"))
 

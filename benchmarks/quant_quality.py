@@ -36,23 +36,6 @@ def parse(argv=None):
     return p.parse_args(argv)
 
 
-def tf_docs_int8(model, calib: np.ndarray) -> bytes:
-    """The full-integer recipe of https://www.tensorflow.org/lite/performance/post_training_integer_quant ."""
-    import tensorflow as tf
-
-    def representative_dataset():
-        for i in range(len(calib)):
-            yield [calib[i:i + 1]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
-
-
 def ort_quantize_static_defaults(fp32_onnx: Path, calib: np.ndarray, out: Path) -> Path:
     """onnxruntime.quantization.quantize_static(model_input, model_output, reader) with every default."""
     import onnxruntime as ort
@@ -155,7 +138,7 @@ def bench_fixture(fx: common.Fixture, args, work: Path) -> list[list]:
     model.load_weights(str(fx.weights))
     ref = model.predict(x, verbose=0, batch_size=128)
     with quiet_native():
-        tfl = tf_docs_int8(model, xcal)
+        tfl = common.tf_docs_int8(model, xcal)
     (work / f"{name}_tfdocs_int8.tflite").write_bytes(tfl)
     acc, agree, sq = _metrics(LiteRTRunner(tfl).run(x)[0], ref, y)
     row("TFLiteConverter int8 recipe (TF docs)", len(tfl), acc, agree, sq, "-", published)
