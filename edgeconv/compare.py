@@ -150,6 +150,11 @@ def topk_agreement(ref: np.ndarray, got: np.ndarray, k: int = 1) -> float | None
     return float(np.mean(np.any(topk == ref_top1[:, None], axis=1)))
 
 
+# Checks that hold for any weights (the artifact ran and gave finite outputs of the right shape), as opposed to the
+# quality thresholds (atol, sqnr, top1, cosine) that only a trained model can be held to.
+STRUCTURAL_CHECKS = ("shape", "finite")
+
+
 @dataclass
 class Check:
     name: str  # "atol" | "sqnr" | "top1" | "cosine" | "finite" | "shape"
@@ -206,8 +211,14 @@ class Comparison:
 
     @property
     def reasons(self) -> list[str]:
+        return self.reasons_for()
+
+    def reasons_for(self, only: tuple | None = None) -> list[str]:
+        """One line per failed check (only the checks named in ``only``, when given), prefixed by the output's
+        name on multi-output models."""
         multi = len(self.outputs) > 1
-        return [f"output {o.name}: {r}" if multi else r for o in self.outputs for r in o.reasons]
+        return [f"output {o.name}: {c.reason}" if multi else c.reason for o in self.outputs for c in o.checks
+                if not c.passed and (only is None or c.name in only)]
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "samples": self.samples, "tolerance": self.tolerance.to_dict(),

@@ -208,10 +208,7 @@ def export(source, *, precisions=("fp32",), out_dir: str | os.PathLike = "artifa
                        "input_shape": list(loaded.input_shape), "classes": int(loaded.model.output_shape[-1]),
                        "params": int(loaded.model.count_params()), "zoo": loaded.zoo,
                        "build_kwargs": loaded.build_kwargs,
-                       "weights": weights if weights is not None else (
-                           "random" + (" (seeded), BatchNorm statistics estimated on calibration images"
-                                       if weights_note else " (seeded)")
-                           if loaded.source_kind == "zoo" else "from the model file")},
+                       "weights": _weights_description(loaded, weights, weights_note)},
                 reference={"file": ref_file, "sha256": sha256_file(stage / ref_file),
                            "bytes": (stage / ref_file).stat().st_size},
                 preprocessing={**loaded.preprocessing.to_dict(), "assumed": loaded.preprocessing_assumed},
@@ -307,6 +304,15 @@ def _init_random_zoo_weights(loaded: LoadedModel, weights, calib, calibration, s
             f"activations have a realistic scale")
 
 
+def _weights_description(loaded: LoadedModel, weights, weights_note) -> str:
+    """The manifest's ``model.weights``; validation reads a leading "random" as "quality cannot be judged"."""
+    if weights is not None:
+        return str(weights)
+    if loaded.source_kind != "zoo":
+        return "from the model file"
+    return "random (seeded)" + (", BatchNorm statistics estimated on calibration images" if weights_note else "")
+
+
 def _failed(report, file: str) -> bool:
     return any(not a.passed for a in report.artifacts if a.file == file)
 
@@ -381,7 +387,8 @@ def _convert(p: Precision, loaded: LoadedModel, saved_model: Path, calib, io_typ
         return fp32, layout, extra, opset
     from .onnx_quant import quantize_onnx_int8
 
-    return quantize_onnx_int8(fp32, x, nchw=nchw, warnings=warnings), layout, {"quantization": "QDQ per-channel int8"}, opset
+    int8 = quantize_onnx_int8(fp32, x, nchw=nchw, warnings=warnings)
+    return int8, layout, {"quantization": "QDQ per-channel int8"}, opset
 
 
 def convert_summary(result: ExportResult) -> tuple[list[str], list[list]]:

@@ -58,7 +58,7 @@ def detail_lines(report) -> list[str]:
     lines = []
     unjudged = [a.file for a in report.artifacts if a.unjudged]
     if unjudged:
-        lines.append(f"NOT JUDGED ({', '.join(unjudged)}): {unjudged and report.artifact(unjudged[0]).unjudged}")
+        lines.append(f"NOT JUDGED ({', '.join(unjudged)}): {report.artifact(unjudged[0]).unjudged}")
     for a in report.artifacts:
         if a.kept_float:
             lines.append(f"{a.file}: kept in float: {', '.join(a.kept_float)}")
@@ -98,8 +98,8 @@ def to_markdown(report) -> str:
         if a.comparison is not None:
             for o in a.comparison.outputs:
                 for c in o.checks:
-                    mark = "ok" if c.passed else ("FAIL" if not a.unjudged or c.name in ("shape", "finite")
-                                                  else "(not judged)")
+                    judged = a.judged_checks is None or c.name in a.judged_checks
+                    mark = "ok" if c.passed else ("FAIL" if judged else "(not judged)")
                     out.append(f"- {mark} {c.reason}")
                 for note in o.notes:
                     out.append(f"- note: {note}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare import Comparison, Tolerance, compare_outputs, tolerance_for
+from .compare import STRUCTURAL_CHECKS, Comparison, Tolerance, compare_outputs, tolerance_for
 from .errors import EdgeconvError, UsageError
 from .fileio import sha256_file
 from .manifest import MANIFEST, ArtifactRecord, Manifest
@@ -24,7 +24,6 @@ __all__ = ["ArtifactResult", "ValidationReport", "validate", "load_labels"]
 
 LAYERWISE_ON_FAILURE = ("fp16", "int8", "int16x8")  # TFLite precisions that get a layer report when they fail
 LAYERWISE_SAMPLES = 16
-STRUCTURAL_CHECKS = ("shape", "finite")
 RANDOM_WEIGHTS_NOTE = ("random weights: thresholds for reduced precision describe trained models (a random "
                        "network's near-uniform softmax, near-tied classes and, in deep nets, amplified rounding "
                        "cannot be judged by them); figures are shown, the verdict only checks that it runs with "
@@ -49,11 +48,12 @@ class ArtifactResult:
 
     @property
     def passed(self) -> bool:
-        if not (self.sha256_ok and self.error is None and self.comparison is not None):
-            return False
-        if self.unjudged:  # only what holds for any weights: it runs, right shapes, finite values
-            return all(c.passed for o in self.comparison.outputs for c in o.checks if c.name in STRUCTURAL_CHECKS)
-        return self.comparison.passed
+        return self.comparison is not None and not self.reasons
+
+    @property
+    def judged_checks(self) -> tuple | None:
+        """The checks the verdict rests on: all (None), or only what holds for any weights when unjudged."""
+        return STRUCTURAL_CHECKS if self.unjudged else None
 
     @property
     def verdict(self) -> str:
@@ -69,8 +69,7 @@ class ArtifactResult:
         if self.error:
             out.append(self.error)
         if self.comparison is not None:
-            out += [r for o in self.comparison.outputs for c in o.checks if not c.passed
-                    and (not self.unjudged or c.name in STRUCTURAL_CHECKS) for r in [c.reason]]
+            out += self.comparison.reasons_for(self.judged_checks)
         return out
 
     def to_dict(self) -> dict:
