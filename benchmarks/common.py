@@ -99,7 +99,7 @@ class Fixture:
 
 def set_bn_momentum(model, momentum: float = BN_MOMENTUM) -> int:
     """Set every BatchNormalization's momentum (keras.applications builds them with 0.999)."""
-    from models.batchnorm import batchnorm_layers
+    from edgeconv.models.batchnorm import batchnorm_layers
 
     bns = batchnorm_layers(model)
     for bn in bns:
@@ -108,7 +108,7 @@ def set_bn_momentum(model, momentum: float = BN_MOMENTUM) -> int:
 
 
 def build(name: str, size: int, width: dict):
-    import models
+    from edgeconv import models
 
     return models.create_model(name, input_shape=(size, size, 3), classes=10, **width)
 
@@ -124,7 +124,7 @@ def trained_fixture(name: str, width: dict, size: int, epochs: int, cache: Path 
     ``train_samples``: use only the first N training digits (the --quick modes)."""
     import keras
 
-    import models
+    from edgeconv import models
 
     cache.mkdir(parents=True, exist_ok=True)
     key = _key(name, width, size, epochs, train_samples)
@@ -161,7 +161,7 @@ def median_p90(ms: list[float]) -> tuple[float, float]:
 
 def machine() -> dict:
     """CPU model, cores, flags of interest, versions; recorded with every result."""
-    from edgeconv.manifest import tool_versions
+    from edgeconv.pipeline.manifest import tool_versions
 
     cpu, flags = platform.processor() or "?", ""
     try:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import common
+from edgeconv.options import ValidationOptions
 
 MODELS = ["mobilenetv3_small", "mobilenetv3_large", "mobilenet_v2"]
 
@@ -37,8 +38,8 @@ def parse(argv=None):
 
 def _calibration(name: str, size: int, n: int):
     """The embedded photo set as model inputs (the same arrays for both variants)."""
-    import models
-    from edgeconv.inputs import model_inputs
+    from edgeconv import models
+    from edgeconv.pipeline.inputs import model_inputs
 
     return model_inputs(None, input_shape=(size, size, 3), preprocessing=models.model_info(name).preprocessing,
                         num=n, split="calibration").x
@@ -68,7 +69,7 @@ def child(args) -> dict:
     import tensorflow as tf  # noqa: F401
     import tf2onnx  # noqa: F401
 
-    import models
+    from edgeconv import models
     from edgeconv.console import quiet_native
 
     calib = _calibration(name, args.size, args.calib)
@@ -83,7 +84,7 @@ def child(args) -> dict:
                 model = models.create_model(name, input_shape=(args.size, args.size, 3), **width)
                 plain_script(model, calib, out)
             else:
-                from edgeconv.export import export
+                from edgeconv.pipeline.export import export
 
                 np_cal = out / "calib.npy"
                 import numpy as np
@@ -91,7 +92,7 @@ def child(args) -> dict:
                 np.save(np_cal, calib)  # float array: taken as already-preprocessed inputs
                 export(name, precisions=["fp16", "int8", "onnx"], out_dir=out, input_size=args.size,
                        width=width, calibration=str(np_cal), calib_samples=len(calib),
-                       validate=(variant == "edgeconv"), validate_options={"samples": 50}, quiet=True)
+                       validate=(variant == "edgeconv"), validation=ValidationOptions(samples=50), quiet=True)
         except Exception as e:  # noqa: BLE001 - a failing variant is a result
             err = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
         secs = time.perf_counter() - t0

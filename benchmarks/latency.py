@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import common
+from edgeconv.options import ValidationOptions
 
 MODELS = ["mobilenetv3_small", "mobilenetv3_large", "mobilenet_v2"]
 #: fp32 FMAs per cycle per core: Zen 3/4 (this EPYC) and most AVX2 server cores have two 256-bit FMA pipes
@@ -36,7 +37,7 @@ def count_macs(model) -> int:
     """Multiply-accumulates of one image through Conv2D / DepthwiseConv2D / Dense layers (the ~99% that matters)."""
     import keras
 
-    from models.batchnorm import _all_layers
+    from edgeconv.models.batchnorm import _all_layers
 
     macs = 0
     for layer in _all_layers(model):
@@ -95,7 +96,7 @@ def run_bench(folder: Path, threads: int, args):
     import subprocess
     import sys
 
-    from edgeconv.bench import BenchReport, BenchRow, bench
+    from edgeconv.runtime.bench import BenchReport, BenchRow, bench
 
     if args.quick:
         return bench(folder, threads=threads, runs=args.runs, warmup=args.warmup)
@@ -112,25 +113,25 @@ def run_bench(folder: Path, threads: int, args):
 
 def main(argv=None) -> dict:
     args = parse(argv)
-    from edgeconv.export import export
+    from edgeconv.pipeline.export import export
     from edgeconv.precisions import ALL_KEYS
 
     if args.quick:
         name, width = common.QUICK_MODEL
         todo, args.size, args.threads, args.runs, args.warmup = [(name, width)], 32, [1], 10, 2
-        precisions, vopts, calib = ["int8", "onnx"], {"samples": 16}, 16
+        precisions, vopts, calib = ["int8", "onnx"], ValidationOptions(samples=16), 16
     else:
-        todo, precisions, vopts, calib = [(m, {}) for m in args.models], list(ALL_KEYS), {"samples": 50}, 100
+        todo, precisions, vopts, calib = [(m, {}) for m in args.models], list(ALL_KEYS), ValidationOptions(samples=50), 100
     peak = cpu_hz() * FMA_PER_CYCLE  # MAC/s per core
     rows, points, reports = [], [], []
     with tempfile.TemporaryDirectory(prefix="edgeconv-bench-l-") as tmp:
         work = Path(args.work or tmp)
         for name, width in todo:
             res = export(name, precisions=precisions, out_dir=work, input_size=args.size, width=width,
-                         calib_samples=calib, validate_options=vopts, quiet=True)
+                         calib_samples=calib, validation=vopts, quiet=True)
             import keras
 
-            from edgeconv.load import load_keras_file
+            from edgeconv.pipeline.load import load_keras_file
 
             macs = count_macs(load_keras_file(res.out_dir / f"{res.name}.keras"))
             keras.backend.clear_session()

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import common
+from edgeconv.options import ValidationOptions
 
 
 def parse(argv=None):
@@ -64,7 +65,7 @@ def plain_tf2onnx(model, out: Path) -> Path:
 
 
 def _metrics(probs: np.ndarray, ref: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    from edgeconv.compare import sqnr_db
+    from edgeconv.verify.compare import sqnr_db
 
     acc = float(np.mean(np.argmax(probs, 1) == y))
     agree = float(np.mean(np.argmax(probs, 1) == np.argmax(ref, 1)))
@@ -74,11 +75,11 @@ def _metrics(probs: np.ndarray, ref: np.ndarray, y: np.ndarray) -> tuple[float, 
 def bench_fixture(fx: common.Fixture, args, work: Path) -> list[list]:
     import keras
 
-    import models
+    from edgeconv import models
     from edgeconv.console import quiet_native
     from edgeconv.errors import EdgeconvError
-    from edgeconv.export import export
-    from edgeconv.runners import LiteRTRunner, OnnxRunner
+    from edgeconv.pipeline.export import export
+    from edgeconv.runtime.runners import LiteRTRunner, OnnxRunner
 
     name, size = fx.name, fx.size
     n_cal = 32 if args.quick else args.calib
@@ -88,9 +89,9 @@ def bench_fixture(fx: common.Fixture, args, work: Path) -> list[list]:
     x, y = pre.apply(xval["x"].astype(np.float32)), xval["y"]
     xcal = pre.apply(np.load(cal).astype(np.float32))
     precisions = ["int8", "onnx"] if args.quick else ["fp16", "int8", "int16x8", "onnx", "onnx_int8"]
-    vopts = {"data": str(val), "samples": len(x)}
+    vopts = ValidationOptions(data=str(val), samples=len(x))
     common_kw = dict(weights=str(fx.weights), input_size=size, classes=10, width=fx.width, calibration=str(cal),
-                     calib_samples=n_cal, validate_options=vopts, quiet=True)
+                     calib_samples=n_cal, validation=vopts, quiet=True)
     t0 = time.perf_counter()
     export_error = None
     try:

@@ -45,14 +45,14 @@ def _err(e: Exception) -> str:
 
 def child(args) -> dict:
     """Export + validate one model; when the all-in-one export fails, one precision at a time."""
-    import models
-    from edgeconv.export import export
+    from edgeconv import models
+    from edgeconv.pipeline.export import export
 
     name = args.one
     info = models.model_info(name)
     size = max(args.size, info.min_input_size)
     kw = dict(out_dir=args.work, input_size=size, width=dict(info.small_kwargs), calib_samples=args.samples,
-              validate_options={"samples": args.samples}, quiet=True)
+              validation=ValidationOptions(samples=args.samples), quiet=True)
     keys = args.precisions
     cells, error, t0 = {}, None, time.perf_counter()
     try:
@@ -102,7 +102,7 @@ def main(argv=None) -> dict:
     args = parse(argv)
     from edgeconv.precisions import ALL_KEYS
 
-    import models
+    from edgeconv import models
 
     if args.one:
         args.precisions = args.precisions or list(ALL_KEYS)

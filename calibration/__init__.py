@@ -1,7 +1,7 @@
 """Calibration and validation data: the embedded default photo set, image folders and .npy/.npz arrays.
 
 Every loader returns :class:`Samples` (pixels 0..255 or already-preprocessed model inputs); turning pixels into
-model inputs is :func:`edgeconv.inputs.model_inputs`' job, the same way for calibration and validation.
+model inputs is :func:`edgeconv.pipeline.inputs.model_inputs`' job, the same way for calibration and validation.
 """
 from .embedded import EMBEDDED_SOURCE, default_samples
 from .imaging import IMAGE_SUFFIXES

@@ -34,9 +34,13 @@ class _Captured:
 
 @contextlib.contextmanager
 def quiet_native():
-    """Silence what TensorFlow / the TFLite converter / LiteRT print from C++ (absl logs, "fully_quantize: ..."),
+    """Capture what TensorFlow / the TFLite converter / LiteRT print from C++ (absl logs, "fully_quantize: ..."),
     which Python's redirect_stdout cannot catch. fd 1 and 2 go to a temp file while the block runs; the text is
     kept on the yielded object so callers can surface what matters. edgeconv's own messages use a saved handle.
+
+    Only two kinds of caller: the CLI, around a whole command (silencing; ``--debug`` turns it off), and the two
+    library functions that must *read* native output because it is the only place it exists (TF's GPU analyzer
+    report in :func:`edgeconv.inspect.gpu_compatibility`, XNNPACK's "created delegate" line), each around one call.
     """
     cap = _Captured()
     try:

@@ -8,6 +8,9 @@ import tempfile
 from pathlib import Path
 
 
+FILE_MODE = 0o644  # every file edgeconv writes: readable by the team that shares the output folder
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -22,6 +25,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; outputs are shared like any other file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

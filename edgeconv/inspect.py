@@ -20,15 +20,15 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .errors import EdgeconvError
-from .fileio import sha256_file
+from edgeconv.errors import EdgeconvError, first_line
+from edgeconv.fileio import sha256_file
 
 __all__ = ["InspectReport", "inspect_artifact", "xnnpack_coverage", "gpu_compatibility", "KNOWN_XNNPACK_GAPS"]
 
 # (op, activation dtype) pairs measured on LiteRT 2.3 (ai-edge-litert) that the XNNPACK delegate declines.
 KNOWN_XNNPACK_GAPS = {
     ("HARD_SWISH", "int8"): "XNNPACK's delegate has no int8 HARD_SWISH: it runs on TFLite's kernel between two "
-                            "XNNPACK partitions (edgeconv's int8 export rewrites it, see edgeconv.tflite_rewrite)",
+                            "XNNPACK partitions (edgeconv's int8 export rewrites it, see edgeconv.tflite.rewrite)",
     ("HARD_SWISH", "uint8"): "XNNPACK's delegate has no quantized HARD_SWISH",
     ("SOFTMAX", "int8"): "XNNPACK's delegate has no int8 SOFTMAX (cheap: it runs once, on the logits)",
     ("HARD_SWISH", "int16"): "no XNNPACK int16 kernels (int16x8 runs on TFLite's kernels)",
@@ -52,7 +52,7 @@ class InspectReport:
     tensor_types: dict = field(default_factory=dict)  # number of tensors per dtype
     xnnpack: dict | None = None  # TFLite: measured delegate coverage
     gpu: dict | None = None  # TFLite: TF analyzer's GPU-delegate compatibility
-    metadata: dict | None = None  # what edgeconv embedded (edgeconv.metadata), None when nothing
+    metadata: dict | None = None  # what edgeconv embedded (edgeconv.pipeline.metadata), None when nothing
     opset: int | None = None  # ONNX
     warnings: list[str] = field(default_factory=list)
 
@@ -109,8 +109,8 @@ def _dtype_name(t) -> str:
 
 
 def _inspect_tflite(p: Path, data: bytes, xnnpack: bool, gpu: bool) -> InspectReport:
-    from .manifest import tflite_details
-    from .metadata import read_metadata
+    from edgeconv.pipeline.manifest import tflite_details
+    from edgeconv.pipeline.metadata import read_metadata
 
     details = tflite_details(data)
     rep = InspectReport(path=str(p), format="tflite", bytes=len(data), sha256=sha256_file(p),
@@ -123,7 +123,7 @@ def _inspect_tflite(p: Path, data: bytes, xnnpack: bool, gpu: bool) -> InspectRe
         try:
             rep.gpu = gpu_compatibility(data)
         except Exception as e:  # the analyzer is experimental API; its absence must not break inspect
-            rep.warnings.append(f"GPU compatibility check unavailable: {str(e).splitlines()[0]}")
+            rep.warnings.append(f"GPU compatibility check unavailable: {first_line(e)}")
     return rep
 
 
@@ -131,7 +131,7 @@ def constant_bytes_by_type(data: bytes) -> dict:
     """Bytes of constant tensor data (weights, biases, constants) per tensor type, from the FlatBuffer itself."""
     import numpy as np
 
-    from .metadata import read_model_object
+    from edgeconv.pipeline.metadata import read_model_object
 
     model = read_model_object(data)
     out: Counter = Counter()
@@ -151,14 +151,13 @@ def constant_bytes_by_type(data: bytes) -> dict:
 
 def xnnpack_coverage(data: bytes, num_threads: int = 1) -> dict:
     """Which nodes the XNNPACK delegate takes, measured by loading the model with it (see the module docstring)."""
-    from .console import quiet_native
-    from .runners import LiteRTRunner
+    from edgeconv.console import quiet_native
+    from edgeconv.runtime.runners import LiteRTRunner
 
     with quiet_native() as cap:
         r = LiteRTRunner(data, num_threads=num_threads, xnnpack=True)
-    it = r.interpreter
-    ops = it._get_ops_details()  # noqa: SLF001 (LiteRT's only node list)
-    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    ops = r.ops()
+    tensors = {t["index"]: t for t in r.tensors()}
     original = [o for o in ops if o["op_name"] != "DELEGATE"]
     delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
     producer = {int(t): o["index"] for o in original for t in o["outputs"]}
@@ -203,7 +202,7 @@ def gpu_compatibility(data: bytes) -> dict:
     """TF's model analyzer with ``gpu_compatibility=True``: compatible or not, and the issues it lists."""
     import tensorflow as tf
 
-    from .console import quiet_native
+    from edgeconv.console import quiet_native
 
     with quiet_native() as cap:
         tf.lite.experimental.Analyzer.analyze(model_content=bytes(data), gpu_compatibility=True)
@@ -234,7 +233,7 @@ def _inspect_onnx(p: Path, data: bytes) -> InspectReport:
     import onnx
     from onnx import helper
 
-    from .manifest import onnx_details
+    from edgeconv.pipeline.manifest import onnx_details
 
     proto = onnx.load_from_string(data)
     layout = "nchw" if _looks_nchw(proto) else "nhwc"
@@ -245,7 +244,7 @@ def _inspect_onnx(p: Path, data: bytes) -> InspectReport:
         sizes[dt.name] += int(np.prod(init.dims, dtype=np.int64)) * dt.itemsize
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     meta = {m.key: m.value for m in proto.metadata_props}
-    from .metadata import METADATA_NAME, parse_metadata
+    from edgeconv.pipeline.metadata import METADATA_NAME, parse_metadata
 
     return InspectReport(path=str(p), format="onnx", bytes=len(data), sha256=sha256_file(p),
                          inputs=details["inputs"], outputs=details["outputs"], ops=details["ops"],

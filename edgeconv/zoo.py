@@ -1,12 +1,12 @@
 """Library side of ``edgeconv zoo``: the zoo as rows (no model is built; counts are the registry's verified ones)."""
 from __future__ import annotations
 
-from .errors import UsageError
+from edgeconv.errors import UsageError
 
 
 def zoo_rows(pattern: str | None = None) -> list[dict]:
     """One dict per zoo model (``name``, ``family``, ``params``, ``input_shape``, ...), sorted by name."""
-    import models
+    from edgeconv import models
 
     names = models.list_models(pattern)
     if pattern and not names:

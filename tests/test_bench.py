@@ -1,4 +1,4 @@
-"""edgeconv.bench and `edgeconv bench`: one row per artifact, true sizes, positive latencies, speed-up vs Keras."""
+"""edgeconv.runtime.bench and `edgeconv bench`: one row per artifact, true sizes, positive latencies, speed-up vs Keras."""
 from __future__ import annotations
 
 import json
@@ -7,22 +7,23 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from edgeconv.options import ValidationOptions
 from edgeconv.cli import main
 
 
 @pytest.fixture(scope="module")
 def exported(trained_tiny, digits_calibration_npy, tmp_path_factory):
-    from edgeconv.export import export
+    from edgeconv.pipeline.export import export
 
     path, _ = trained_tiny
     cal, val = digits_calibration_npy
     res = export(path, precisions=["int8", "onnx"], out_dir=tmp_path_factory.mktemp("bench"), calibration=cal,
-                 calib_samples=50, validate_options={"data": str(val), "samples": 60}, quiet=True)
+                 calib_samples=50, validation=ValidationOptions(data=str(val), samples=60), quiet=True)
     return res
 
 
 def test_bench_row_per_artifact_with_true_sizes_and_latency(exported):
-    from edgeconv.bench import bench
+    from edgeconv.runtime.bench import bench
 
     rep = bench(exported.out_dir, threads=1, runs=5, warmup=1)
     files = [a.file for a in exported.artifacts]
@@ -47,7 +48,7 @@ def test_bench_row_per_artifact_with_true_sizes_and_latency(exported):
 def test_bench_without_report_validates_and_can_skip_keras(exported, tmp_path):
     import shutil
 
-    from edgeconv.bench import bench
+    from edgeconv.runtime.bench import bench
 
     folder = tmp_path / "copy"
     shutil.copytree(exported.out_dir, folder)
@@ -60,7 +61,7 @@ def test_bench_without_report_validates_and_can_skip_keras(exported, tmp_path):
 
 
 def test_bench_rejects_bad_input(tmp_path):
-    from edgeconv.bench import bench
+    from edgeconv.runtime.bench import bench
     from edgeconv.errors import EdgeconvError, UsageError
 
     with pytest.raises(EdgeconvError, match="manifest"):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from calibration import EMBEDDED_SOURCE, CalibrationError, load_samples
-from calibration.embedded import CROPS, PHOTOS, photo_of
-from calibration.imaging import cover_box, crop_box
+from edgeconv.calibration import EMBEDDED_SOURCE, CalibrationError, load_samples
+from edgeconv.calibration.embedded import CROPS, PHOTOS, photo_of
+from edgeconv.calibration.imaging import cover_box, crop_box
 
 SMALL = (16, 16)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import models
+from edgeconv import models
 from edgeconv.cli import main
 
 
@@ -105,7 +105,7 @@ def test_zoo_model_with_random_weights_exports_and_says_int8_is_not_judged(tmp_p
     assert "random weights" in res.output and "NOT JUDGED" in res.output
     folder = tmp_path / "mobilenetv3_small"
     m = json.loads((folder / "manifest.json").read_text())
-    assert m["model"]["weights"].startswith("random") and "BatchNorm" in m["model"]["weights"]
+    assert m["model"]["weights"]["kind"] == "random" and m["model"]["weights"]["batchnorm_estimated"] is True
     report = json.loads((folder / "report.json").read_text())
     verdicts = {a["precision"]: a["verdict"] for a in report["artifacts"]}
     assert verdicts == {"fp32": "PASS", "int8": "NOT JUDGED"}

@@ -1,4 +1,4 @@
-"""edgeconv.compare: metric values against hand-computed numbers, tolerances, one-line pass/fail reasons."""
+"""edgeconv.verify.compare: metric values against hand-computed numbers, tolerances, one-line pass/fail reasons."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edgeconv.compare import (Tolerance, compare_outputs, default_tolerance, psnr_db, sqnr_db, tolerance_for,
+from edgeconv.verify.compare import (Tolerance, compare_outputs, default_tolerance, psnr_db, sqnr_db, tolerance_for,
                               topk_agreement)
 from edgeconv.errors import EdgeconvError
 

@@ -1,4 +1,4 @@
-"""edgeconv.export on small models: artifacts, dtypes, sizes, parity with Keras, determinism, bad inputs."""
+"""edgeconv.pipeline.export on small models: artifacts, dtypes, sizes, parity with Keras, determinism, bad inputs."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edgeconv.errors import EdgeconvError
-from edgeconv.export import export
-from edgeconv.manifest import Manifest
-from edgeconv.runners import KerasRunner, LiteRTRunner
+from edgeconv.pipeline.export import export
+from edgeconv.pipeline.manifest import Manifest
+from edgeconv.runtime.runners import KerasRunner, LiteRTRunner
 
 
 def _leftovers(out: Path) -> list[str]:
@@ -51,7 +51,7 @@ def test_artifacts_and_manifest(tiny_export):
     assert raw["calibration"]["path"].endswith("digits_train.npy")
     assert raw["preprocessing"]["name"] == "raw_0_255"  # the model rescales inside (Rescaling layer)
     assert raw["tools"]["tensorflow-cpu"].startswith("2.")
-    assert "SHAPE" not in m.artifacts[0].extra["ops"]  # no dynamic-batch ops
+    assert "SHAPE" not in m.artifacts[0].ops  # no dynamic-batch ops
 
 
 def test_int8_is_really_integer_and_fp16_weights_half(tiny_export):
@@ -61,10 +61,10 @@ def test_int8_is_really_integer_and_fp16_weights_half(tiny_export):
     assert int8.inputs[0]["dtype"] == "int8" and int8.outputs[0]["dtype"] == "int8"
     q = int8.inputs[0]["quantization"]
     assert q["scale"] > 0 and -128 <= q["zero_point"] <= 127
-    types = int8.extra["tensor_types"]
+    types = int8.tensor_types
     assert "float32" not in types and types["int8"] > 20, types
     fp16 = next(a for a in m.artifacts if a.precision == "fp16")
-    assert fp16.extra["tensor_types"].get("float16", 0) >= 10
+    assert fp16.tensor_types.get("float16", 0) >= 10
     i16 = next(a for a in m.artifacts if a.precision == "int16x8")
     assert i16.inputs[0]["dtype"] == "int16"
 
@@ -198,17 +198,17 @@ def test_output_folder_that_cannot_be_written(trained_tiny, tmp_path):
 
 def test_failed_conversion_leaves_nothing(trained_tiny, tmp_path, monkeypatch):
     """A failure after some artifacts were written (here: the int8 step) leaves no file in the output folder."""
-    import edgeconv.export as ex
+    import edgeconv.pipeline.export as ex
 
     path, _ = trained_tiny
-    real = ex._convert
+    real = ex._convert_one
 
     def failing(p, *a, **k):
         if p.key == "int8":
             raise EdgeconvError("simulated converter crash")
         return real(p, *a, **k)
 
-    monkeypatch.setattr(ex, "_convert", failing)
+    monkeypatch.setattr(ex, "_convert_one", failing)
     calib = tmp_path / "c.npy"
     np.save(calib, np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8))
     with pytest.raises(EdgeconvError, match="simulated"):

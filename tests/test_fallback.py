@@ -1,14 +1,15 @@
-"""edgeconv.fallback: an int8 that misses its target ends passing with its worst layers kept in float."""
+"""edgeconv.verify.fallback: an int8 that misses its target ends passing with its worst layers kept in float."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edgeconv.compare import Tolerance, compare_outputs, default_tolerance
+from edgeconv.options import ValidationOptions
+from edgeconv.verify.compare import Tolerance, compare_outputs, default_tolerance
 from edgeconv.errors import UsageError
-from edgeconv.fallback import auto_fallback, convert_with_keep_float
-from edgeconv.layerwise import compare_layers
-from edgeconv.runners import KerasRunner, LiteRTRunner
+from edgeconv.verify.fallback import auto_fallback, convert_with_keep_float
+from edgeconv.verify.layerwise import compare_layers
+from edgeconv.runtime.runners import KerasRunner, LiteRTRunner
 
 
 def outlier_model(path, factor: float = 50.0, channel: int = 0):
@@ -40,7 +41,7 @@ def data(digits):
 def honest(trained_tiny, data, tmp_path_factory):
     import keras
 
-    from edgeconv.trace import trace
+    from edgeconv.pipeline.trace import trace
 
     model = keras.saving.load_model(trained_tiny[0], compile=False)
     return model, trace(model, tmp_path_factory.mktemp("fb")), KerasRunner(model).run(data[1])
@@ -51,8 +52,8 @@ def _run(model_bytes, x):
 
 
 def test_outlier_int8_fails_and_fallback_keeps_the_culprits_float(trained_tiny, honest, data, tmp_path):
-    from edgeconv.tflite_export import convert_tflite
-    from edgeconv.trace import trace
+    from edgeconv.tflite.convert import convert_tflite
+    from edgeconv.pipeline.trace import trace
 
     cal, val = data
     model = outlier_model(trained_tiny[0])
@@ -103,9 +104,9 @@ def test_keep_float_by_layer_name(honest, data):
     _, sm, ref = honest
     cal, val = data
     b = convert_with_keep_float(sm, cal, ["b2_dw_hswish"], io_type="int")
-    interp = LiteRTRunner(b, xnnpack=False).interpreter
+    runner = LiteRTRunner(b, xnnpack=False)
     details = interp.get_tensor_details()
-    hswish = [op for op in interp._get_ops_details() if op["op_name"] == "HARD_SWISH"]
+    hswish = [op for op in runner.ops() if op["op_name"] == "HARD_SWISH"]
     dtypes = {details[op["outputs"][0]]["name"].split("/")[1]: details[op["outputs"][0]]["dtype"] for op in hswish}
     assert dtypes["b2_dw_hswish_1"] == np.float32 and dtypes["stem_hswish_1"] == np.int8
     assert compare_outputs(ref, _run(b, val), default_tolerance("int8")).passed
@@ -117,17 +118,17 @@ def test_export_fallback_auto_is_reported(trained_tiny, digits_calibration_npy, 
     """Through export(): the int8 file is replaced, the manifest and report.md say which layers stayed float."""
     import json
 
-    from edgeconv.export import export
+    from edgeconv.pipeline.export import export
 
     cal, held = digits_calibration_npy
     src = tmp_path / "outlier.keras"
     outlier_model(trained_tiny[0]).save(src)
     res = export(str(src), precisions=["int8"], out_dir=tmp_path / "out", calibration=cal, calib_samples=100,
-                 fallback="auto", validate_options={"data": str(held), "samples": 100}, quiet=True)
+                 fallback="auto", validation=ValidationOptions(data=str(held), samples=100), quiet=True)
     assert res.validation.passed and res.fallback.passed
     int8 = res.validation.artifact("outlier_int8.tflite")
     assert "b2_expand_bn" in int8.kept_float and int8.fallback["history"][0]["passed"] is False
     md = (res.out_dir / "report.md").read_text()
     assert "### Automatic fallback" in md and "b2_expand_bn" in md and "KB" in md
     m = json.loads((res.out_dir / "manifest.json").read_text())
-    assert "b2_expand_bn" in m["artifacts"][1]["extra"]["fallback"]["kept_float"]
+    assert "b2_expand_bn" in m["artifacts"][1]["fallback"]["kept_float"]

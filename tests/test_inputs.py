@@ -1,14 +1,14 @@
-"""edgeconv.inputs: samples + preprocessing -> model inputs, the same rule for calibration and validation."""
+"""edgeconv.pipeline.inputs: samples + preprocessing -> model inputs, the same rule for calibration and validation."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from calibration import CalibrationError, load_samples
+from edgeconv.calibration import CalibrationError, load_samples
 from edgeconv.errors import EdgeconvError
-from edgeconv.inputs import InputSet, model_inputs
-from models.preprocessing import CAFFE, MINUS1_1, RAW_0_255, TORCH, UNIT, Preprocessing
+from edgeconv.pipeline.inputs import InputSet, model_inputs
+from edgeconv.models.preprocessing import CAFFE, MINUS1_1, RAW_0_255, TORCH, UNIT, Preprocessing
 
 SHAPE = (16, 16, 3)
 

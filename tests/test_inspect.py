@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from edgeconv.options import ValidationOptions
 from edgeconv.cli import main
-from edgeconv.export import export
+from edgeconv.pipeline.export import export
 from edgeconv.inspect import inspect_artifact, parse_gpu_analysis
-from edgeconv.manifest import Manifest
+from edgeconv.pipeline.manifest import Manifest
 
 LABELS = [f"digit {i}" for i in range(10)]
 
@@ -26,7 +27,7 @@ def phone_export(trained_tiny, digits_calibration_npy, tmp_path_factory):
     (tmp / "classes.txt").write_text("\n".join(LABELS) + "\n")
     res = export(str(path), precisions=["fp16", "onnx"], target="cpu", out_dir=tmp / "out", calibration=cal,
                  calib_samples=100, class_labels=tmp / "classes.txt", model_version="2.1", quiet=True,
-                 validate_options={"data": str(val), "samples": 200})
+                 validation=ValidationOptions(data=str(val), samples=200))
     return res
 
 
@@ -34,10 +35,10 @@ def test_export_cpu_target_validates_with_rewrite(phone_export):
     res = phone_export
     assert [a.key for a in res.artifacts] == ["fp32", "fp16", "int8", "onnx"]
     int8 = res.manifest.artifact("tiny_mnv3_int8.tflite")
-    assert int8.extra["tflite_rewrites"]["decompose_hard_swish"] == 3
-    parity = int8.extra["tflite_rewrites"]["parity"]  # the export-time check against Keras on calibration inputs
+    assert int8.tflite_rewrites["decompose_hard_swish"] == 3
+    parity = int8.tflite_rewrites["parity"]  # the export-time check against Keras on calibration inputs
     assert parity["samples"] == 16 and parity["sqnr_after_db"] >= parity["sqnr_before_db"] - 3.0 > 15
-    assert "HARD_SWISH" not in int8.extra["ops"]
+    assert "HARD_SWISH" not in int8.ops
     assert res.validation.passed, res.validation.summary_line()  # every rewrite keeps validation passing
     assert res.manifest.options["target"] == "cpu" and res.manifest.options["class_labels"] == "labels.txt"
     assert (res.out_dir / "labels.txt").read_text().splitlines() == LABELS
@@ -53,7 +54,7 @@ def test_int8_quantization_matches_manifest(phone_export):
                                                                                                            rel=1e-3)
     assert q_out == {"scale": 1 / 256, "zero_point": -128}  # softmax output: [0, 1) in 256 steps
     assert rep.sha256 == rec.sha256 and rep.bytes == rec.bytes
-    assert rep.ops == rec.extra["ops"]
+    assert rep.ops == rec.ops
 
 
 def test_xnnpack_coverage_measured(phone_export):
@@ -116,7 +117,7 @@ def test_onnx(phone_export):
     rec = res.manifest.artifact("tiny_mnv3.onnx")
     rep = inspect_artifact(res.out_dir / rec.file)
     assert rep.format == "onnx" and rep.opset == 17
-    assert rep.ops == rec.extra["ops"] and rep.inputs == rec.inputs
+    assert rep.ops == rec.ops and rep.inputs == rec.inputs
     assert 0.8 * res.manifest.model["params"] * 4 < rep.size_by_type["float32"]
     assert rep.xnnpack is None and rep.gpu is None
 

@@ -1,4 +1,4 @@
-"""edgeconv.layerwise: Keras layer outputs vs the TFLite tensors that hold them, on the trained tiny MobileNetV3."""
+"""edgeconv.verify.layerwise: Keras layer outputs vs the TFLite tensors that hold them, on the trained tiny MobileNetV3."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from edgeconv.layerwise import HEALTHY_RMSE_SCALE, SUSPECT_RMSE_SCALE, compare_layers
+from edgeconv.verify.layerwise import HEALTHY_RMSE_SCALE, SUSPECT_RMSE_SCALE, compare_layers
 
 HSWISH = ["stem_hswish", "b2_expand_hswish", "b2_dw_hswish"]  # the h-swish layers conftest's model names
 
@@ -16,8 +16,8 @@ def tiny(trained_tiny, digits, tmp_path_factory):
     """(Keras model, int8 .tflite bytes, fp16 .tflite bytes, held-out inputs)."""
     import keras
 
-    from edgeconv.tflite_export import convert_tflite
-    from edgeconv.trace import trace
+    from edgeconv.tflite.convert import convert_tflite
+    from edgeconv.pipeline.trace import trace
 
     model = keras.saving.load_model(trained_tiny[0], compile=False)
     (xtr, _), (xte, _) = digits
@@ -65,8 +65,8 @@ def test_tutorial_hswish_layer_is_flagged_by_its_tflite_op(tmp_path, digits):
     """A hand-written h-swish Layer has no telling class or activation name: the HARD_SWISH op gives it away."""
     from conftest import build_tiny_mnv3
 
-    from edgeconv.tflite_export import convert_tflite
-    from edgeconv.trace import trace
+    from edgeconv.tflite.convert import convert_tflite
+    from edgeconv.pipeline.trace import trace
 
     model = build_tiny_mnv3(hswish="tutorial")
     fp32 = convert_tflite(trace(model, tmp_path), "fp32")
@@ -82,8 +82,8 @@ def test_int16x8_tensors_are_judged_by_sqnr_not_the_8bit_rule(tiny, trained_tiny
     they are reported with their local SQNR instead, and an honest int16x8 is close to Keras everywhere."""
     import keras
 
-    from edgeconv.tflite_export import convert_tflite
-    from edgeconv.trace import trace
+    from edgeconv.tflite.convert import convert_tflite
+    from edgeconv.pipeline.trace import trace
 
     model, _, _, x = tiny
     (xtr, _), _ = digits

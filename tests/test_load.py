@@ -1,11 +1,11 @@
-"""edgeconv.load: zoo names, .keras, .h5, SavedModel folders and weights files all become the same Keras model."""
+"""edgeconv.pipeline.load: zoo names, .keras, .h5, SavedModel folders and weights files all become the same Keras model."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from edgeconv.errors import EdgeconvError, UsageError
-from edgeconv.load import load_model
+from edgeconv.pipeline.load import load_model
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_savedmodel_folder(small_model, tmp_path):
 
 
 def test_weights_file_into_zoo_model(tmp_path):
-    import models
+    from edgeconv import models
 
     ref = models.create_model("lenet5", classes=10)
     wfile = tmp_path / "lenet.weights.h5"

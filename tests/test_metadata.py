@@ -1,13 +1,13 @@
-"""edgeconv.metadata: embed / read back, replacing an earlier entry, the model still runs the same; labels files."""
+"""edgeconv.pipeline.metadata: embed / read back, replacing an earlier entry, the model still runs the same; labels files."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from edgeconv.errors import UsageError
-from edgeconv.metadata import (METADATA_NAME, build_metadata, embed_metadata, embed_onnx_metadata, labels_text,
+from edgeconv.pipeline.metadata import (METADATA_NAME, build_metadata, embed_metadata, embed_onnx_metadata, labels_text,
                                load_class_labels, read_metadata, read_model_object)
-from edgeconv.runners import LiteRTRunner
+from edgeconv.runtime.runners import LiteRTRunner
 
 
 @pytest.fixture(scope="module")
@@ -15,8 +15,8 @@ def tiny_tflite():
     """A small int8 + float .tflite pair from a two-layer Keras model (no training needed for these checks)."""
     import keras
 
-    from edgeconv.tflite_export import convert_tflite
-    from edgeconv.trace import trace
+    from edgeconv.tflite.convert import convert_tflite
+    from edgeconv.pipeline.trace import trace
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3))
@@ -71,7 +71,7 @@ def test_onnx_metadata():
     data = helper.make_model(g).SerializeToString()
     out = embed_onnx_metadata(embed_onnx_metadata(data, _meta(version="1")), _meta())
     props = {p.key: p.value for p in onnx.load_from_string(out).metadata_props}
-    from edgeconv.metadata import parse_metadata
+    from edgeconv.pipeline.metadata import parse_metadata
 
     assert list(props) == [METADATA_NAME] and parse_metadata(props[METADATA_NAME]) == _meta()
 

@@ -1,4 +1,4 @@
-"""edgeconv.onnx_export: Keras -> ONNX through tf2onnx matches Keras (NHWC and NCHW), cleanly and deterministically."""
+"""edgeconv.onnx.convert: Keras -> ONNX through tf2onnx matches Keras (NHWC and NCHW), cleanly and deterministically."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 
 from conftest import build_tiny_mnv3
 from edgeconv.errors import UsageError
-from edgeconv.onnx_export import convert_onnx
-from edgeconv.runners import OnnxRunner
+from edgeconv.onnx.convert import convert_onnx
+from edgeconv.runtime.runners import OnnxRunner
 
 ATOL = 1e-4
 
@@ -97,7 +97,7 @@ def test_same_bytes_across_processes():
     import sys
 
     # MobileNetV3Small at 32x32 (1x1 spatial tensors late on): with hash seeds 1 and 2 raw tf2onnx output differs
-    code = ("import hashlib, keras; from edgeconv.onnx_export import convert_onnx; keras.utils.set_random_seed(0); "
+    code = ("import hashlib, keras; from edgeconv.onnx.convert import convert_onnx; keras.utils.set_random_seed(0); "
             "m = keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), alpha=0.75, weights=None, classes=10); "
             "print(hashlib.sha256(convert_onnx(m).model_bytes).hexdigest())")
     here = os.path.dirname(__file__)
@@ -130,7 +130,7 @@ def test_transpose_optimizer_crash_is_one_warning_line(monkeypatch, capfd):
 
     import keras
 
-    import edgeconv.tf2onnx_compat as compat
+    import edgeconv.onnx.compat as compat
 
     monkeypatch.setattr(compat, "transpose_optimizer_scalar_add_fix", contextlib.nullcontext)
     keras.utils.set_random_seed(0)
@@ -162,7 +162,7 @@ def test_zoo_models_that_need_tf2onnx_workarounds(name):
     inputs by tf2onnx) convert to a single-input ONNX that matches Keras."""
     import keras
 
-    import models
+    from edgeconv import models
 
     keras.utils.set_random_seed(0)
     info = models.model_info(name)

@@ -1,12 +1,12 @@
-"""edgeconv.onnx_quant: static int8 QDQ ONNX of a trained tiny model agrees with Keras on held-out digits."""
+"""edgeconv.onnx.quantize: static int8 QDQ ONNX of a trained tiny model agrees with Keras on held-out digits."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from edgeconv.errors import EdgeconvError
-from edgeconv.onnx_quant import quantize_onnx_int8
-from edgeconv.runners import OnnxRunner
+from edgeconv.onnx.quantize import quantize_onnx_int8
+from edgeconv.runtime.runners import OnnxRunner
 
 
 def test_int8_agrees_with_keras(trained_tiny, digits):
@@ -14,7 +14,7 @@ def test_int8_agrees_with_keras(trained_tiny, digits):
     import onnx
     from onnx import TensorProto
 
-    from edgeconv.onnx_export import convert_onnx
+    from edgeconv.onnx.convert import convert_onnx
 
     path, float_acc = trained_tiny
     (xtr, _), (xte, yte) = digits
@@ -51,7 +51,7 @@ def test_calibration_shape_mismatch():
     import keras
 
     from conftest import build_tiny_mnv3
-    from edgeconv.onnx_export import convert_onnx
+    from edgeconv.onnx.convert import convert_onnx
 
     keras.utils.set_random_seed(0)
     fp32 = convert_onnx(build_tiny_mnv3(), rewrite=False)

@@ -1,13 +1,13 @@
-"""edgeconv.onnx_rewrite: HardSwish/HardSigmoid fusion and no-op Reshape removal keep outputs equal (onnxruntime)."""
+"""edgeconv.onnx.rewrite: HardSwish/HardSigmoid fusion and no-op Reshape removal keep outputs equal (onnxruntime)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from conftest import build_tiny_mnv3
-from edgeconv.onnx_export import convert_onnx
-from edgeconv.onnx_rewrite import drop_noop_reshapes, fuse_hard_activations
-from edgeconv.runners import OnnxRunner
+from edgeconv.onnx.convert import convert_onnx
+from edgeconv.onnx.rewrite import drop_noop_reshapes, fuse_hard_activations
+from edgeconv.runtime.runners import OnnxRunner
 
 SHAPE = [1, 4, 5, 5]
 
@@ -159,7 +159,7 @@ def test_convert_onnx_rejects_a_rewrite_that_changes_outputs(monkeypatch):
     """The parity gate: a fusion that moves outputs is dropped, the original graph kept, and the user told."""
     import keras
 
-    import edgeconv.onnx_rewrite as rewrite
+    import edgeconv.onnx.rewrite as rewrite
 
     real = rewrite.fuse_hard_activations
 

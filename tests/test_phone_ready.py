@@ -1,10 +1,10 @@
-"""edgeconv.phone_ready: --target defaults per device class."""
+"""edgeconv.pipeline.phone_ready: --target defaults per device class."""
 from __future__ import annotations
 
 import pytest
 
 from edgeconv.errors import UsageError
-from edgeconv.phone_ready import TARGETS, apply_target
+from edgeconv.pipeline.phone_ready import TARGETS, apply_target
 
 
 def test_targets():

@@ -1,14 +1,14 @@
-"""edgeconv.tflite_rewrite: HARD_SWISH -> ADD/RELU6, MUL, MUL keeps outputs (float and int8) and XNNPACK coverage."""
+"""edgeconv.tflite.rewrite: HARD_SWISH -> ADD/RELU6, MUL, MUL keeps outputs (float and int8) and XNNPACK coverage."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edgeconv.compare import compare_outputs, tolerance_for
+from edgeconv.verify.compare import compare_outputs, tolerance_for
 from edgeconv.inspect import xnnpack_coverage
-from edgeconv.manifest import tflite_details
-from edgeconv.runners import KerasRunner, LiteRTRunner
-from edgeconv.tflite_rewrite import decompose_hard_swish
+from edgeconv.pipeline.manifest import tflite_details
+from edgeconv.runtime.runners import KerasRunner, LiteRTRunner
+from edgeconv.tflite.rewrite import decompose_hard_swish
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +16,8 @@ def converted(trained_tiny, digits, tmp_path_factory):
     """fp32 and int8 (plain converter output) of the trained tiny MobileNetV3, its Keras model, held-out inputs."""
     import keras
 
-    from edgeconv.trace import trace
-    from edgeconv.tflite_export import convert_tflite
+    from edgeconv.pipeline.trace import trace
+    from edgeconv.tflite.convert import convert_tflite
 
     path, _ = trained_tiny
     model = keras.models.load_model(path)

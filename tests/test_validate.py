@@ -1,4 +1,4 @@
-"""edgeconv.validate + edgeconv.report: an honest export passes, broken / changed artifacts fail and are named."""
+"""edgeconv.verify.validate + edgeconv.verify.report: an honest export passes, broken / changed artifacts fail and are named."""
 from __future__ import annotations
 
 import json
@@ -9,15 +9,15 @@ import pytest
 
 from edgeconv.errors import EdgeconvError
 from edgeconv.fileio import atomic_write_json, sha256_file
-from edgeconv.manifest import MANIFEST
-from edgeconv.report import detail_lines, table_columns, table_rows
-from edgeconv.validate import load_labels, validate
+from edgeconv.pipeline.manifest import MANIFEST
+from edgeconv.verify.report import detail_lines, table_columns, table_rows
+from edgeconv.verify.validate import load_labels, validate
 
 
 @pytest.fixture(scope="module")
 def exported(trained_tiny, digits_calibration_npy, tmp_path_factory):
     """An honest export of the trained tiny model: fp32 + fp16 + int8 TFLite and fp32 ONNX."""
-    from edgeconv.export import export
+    from edgeconv.pipeline.export import export
 
     path, _ = trained_tiny
     cal, _ = digits_calibration_npy
@@ -60,8 +60,8 @@ def _broken_int8(folder, digits, scale: float) -> bytes:
     """int8 of the same graph with every kernel perturbed by noise of ``scale`` x its std (different weights)."""
     import keras
 
-    from edgeconv.tflite_export import convert_tflite
-    from edgeconv.trace import trace
+    from edgeconv.tflite.convert import convert_tflite
+    from edgeconv.pipeline.trace import trace
 
     model = keras.saving.load_model(folder / "tiny_mnv3.keras", compile=False)
     rng = np.random.default_rng(1)
@@ -168,13 +168,13 @@ def test_float_tolerance_never_below_the_reference_noise(folder, digits_calibrat
     report says why, while the quantized artifacts keep their own criteria."""
     import keras
 
-    import edgeconv.validate as v
+    import edgeconv.verify.validate as v
 
     _, held = digits_calibration_npy
     model = keras.saving.load_model(folder / "tiny_mnv3.keras", compile=False)
     data = np.load(held)
     x = (data[data.files[0]] if hasattr(data, "files") else data)[:32].astype(np.float32)
-    from edgeconv.runners import KerasRunner
+    from edgeconv.runtime.runners import KerasRunner
 
     noise = v.reference_noise(model, x, KerasRunner(model).run(x))
     assert 0 <= noise < 1e-5  # measured ~1e-7: trained and shallow

@@ -11,31 +11,27 @@ from __future__ import annotations
 
 import keras
 
+from ..layers import keras_application
 from ..preprocessing import TORCH
 from ..registry import register_model
-
-
-def _keras_app(app, input_shape, classes, name):
-    return app(include_top=True, weights=None, input_shape=tuple(input_shape), classes=classes,
-               classifier_activation="softmax", name=name)
 
 
 @register_model(family="densenet", input_shape=(224, 224, 3), preprocessing=TORCH, params=8_062_504,
                 reference_params=8_062_504, reference_source="keras.applications.DenseNet121")
 def densenet121(input_shape=(224, 224, 3), classes=1000, name="densenet121"):
     """DenseNet-121 from keras.applications (blocks [6, 12, 24, 16])."""
-    return _keras_app(keras.applications.DenseNet121, input_shape, classes, name)
+    return keras_application(keras.applications.DenseNet121, input_shape, classes, name)
 
 
 @register_model(family="densenet", input_shape=(224, 224, 3), preprocessing=TORCH, params=14_307_880,
                 reference_params=14_307_880, reference_source="keras.applications.DenseNet169")
 def densenet169(input_shape=(224, 224, 3), classes=1000, name="densenet169"):
     """DenseNet-169 from keras.applications (blocks [6, 12, 32, 32])."""
-    return _keras_app(keras.applications.DenseNet169, input_shape, classes, name)
+    return keras_application(keras.applications.DenseNet169, input_shape, classes, name)
 
 
 @register_model(family="densenet", input_shape=(224, 224, 3), preprocessing=TORCH, params=20_242_984,
                 reference_params=20_242_984, reference_source="keras.applications.DenseNet201")
 def densenet201(input_shape=(224, 224, 3), classes=1000, name="densenet201"):
     """DenseNet-201 from keras.applications (blocks [6, 12, 48, 32])."""
-    return _keras_app(keras.applications.DenseNet201, input_shape, classes, name)
+    return keras_application(keras.applications.DenseNet201, input_shape, classes, name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import keras
 
+from ..layers import check_positive
 from ..preprocessing import RAW_0_255
 from ..registry import register_model
 
@@ -38,9 +39,7 @@ _SMALL = {"width_coefficient": 0.25, "depth_coefficient": 0.25}
 def _coefficient(what: str, value, default: float) -> float:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{what} must be a positive number, got {value!r}")
-    return float(value)
+    return check_positive(what, value)
 
 
 def _efficientnet(variant: int, input_shape, classes: int, width_coefficient, depth_coefficient, name):

@@ -8,7 +8,7 @@ and ReLU. An inception block has four branches: 1x1 | 1x1 -> 3x3 | 1x1 -> 3x3 | 
 branch is a 3x3 convolution where the paper has a 5x5: torchvision keeps this known deviation so that its ported
 weights load, and the zoo copies torchvision (the reference count).
 
-torchvision's max pools use ``ceil_mode=True``. Keras has no ceil mode, so ``_max_pool`` picks, from the static
+torchvision's max pools use ``ceil_mode=True``. Keras has no ceil mode, so ``ceil_mode_max_pool`` (:mod:`edgeconv.models.layers`) picks, from the static
 shape, the padding that gives the very same windows: ``valid`` where the windows tile the input exactly, ``same``
 where TF's padding (all of it at the bottom/right) adds exactly the one overhanging row/column the ceil mode
 covers. Layer names: ``conv1_conv`` / ``conv1_bn`` / ``conv1_relu``, ``pool1`` .. ``pool4``,
@@ -17,11 +17,10 @@ covers. Layer names: ``conv1_conv`` / ``conv1_bn`` / ``conv1_relu``, ``pool1`` .
 """
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import layers
 
+from ..layers import ceil_mode_max_pool, check_dropout, check_positive, scaled, torch_conv
 from ..preprocessing import TORCH
 from ..registry import register_model
 
@@ -44,39 +43,9 @@ INCEPTION_BLOCKS = {
 
 def basic_conv(x, filters, kernel_size, name, strides=1):
     """torchvision ``BasicConv2d``: conv (no bias, torch padding ``kernel_size // 2``) -> BN (eps 1e-3) -> ReLU."""
-    pad = kernel_size // 2
-    if strides > 1 and pad:
-        x = layers.ZeroPadding2D(padding=pad, name=name + "_pad")(x)
-        padding = "valid"
-    else:
-        padding = "same" if pad else "valid"
-    x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=False, name=name + "_conv")(x)
+    x = torch_conv(x, filters, kernel_size, strides, name)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_bn")(x)
     return layers.Activation("relu", name=name + "_relu")(x)
-
-
-def _ceil_mode_padding(size: int, pool: int, stride: int) -> str:
-    """The keras padding whose windows equal torch's ``MaxPool2d(pool, stride, ceil_mode=True)`` on ``size``."""
-    out = math.ceil((size - pool) / stride) + 1
-    overhang = (out - 1) * stride + pool - size  # rows the last ceil-mode window reaches past the input
-    if overhang == 0:
-        return "valid"
-    # TF 'same': ceil(size / stride) outputs, padding max(...) split with the smaller half on top (here: none).
-    same_total = max((math.ceil(size / stride) - 1) * stride + pool - size, 0)
-    if math.ceil(size / stride) == out and same_total == overhang and same_total // 2 == 0:
-        return "same"
-    raise ValueError(f"no keras padding reproduces ceil-mode max pooling ({pool}x{pool}/{stride}) on size {size}")
-
-
-def _max_pool(x, pool, stride, name):
-    """torch ``MaxPool2d(pool, stride, ceil_mode=True)`` (no padding) on the static height and width."""
-    height, width = x.shape[1], x.shape[2]
-    modes = {_ceil_mode_padding(height, pool, stride), _ceil_mode_padding(width, pool, stride)}
-    if len(modes) == 2:  # e.g. even height, odd width: pad the one side explicitly (inputs are ReLU outputs >= 0)
-        pads = [(0, (math.ceil((s - pool) / stride)) * stride + pool - s) for s in (height, width)]
-        x = layers.ZeroPadding2D(padding=tuple(pads), name=name + "_pad")(x)
-        modes = {"valid"}
-    return layers.MaxPooling2D(pool, strides=stride, padding=modes.pop(), name=name)(x)
 
 
 def inception_block(x, filters, name):
@@ -109,27 +78,24 @@ def googlenet(input_shape=(224, 224, 3), classes=1000, width_multiplier=1.0, dro
     keras' ``count_params()`` (6,639,464) adds the batch-norm moving mean and variance (2 x 7,280 BN channels),
     which torchvision keeps as buffers outside ``parameters()``.
     """
-    if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)) \
-            or not width_multiplier > 0:
-        raise ValueError(f"width_multiplier must be a positive number, got {width_multiplier!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    width_multiplier = check_positive("width_multiplier", width_multiplier)
+    check_dropout(dropout)
 
     def f(filters: int) -> int:
-        return max(1, int(round(filters * width_multiplier)))
+        return scaled(filters, width_multiplier)
 
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = basic_conv(inputs, f(64), 7, name="conv1", strides=2)
-    x = _max_pool(x, 3, 2, name="pool1")
+    x = ceil_mode_max_pool(x, 3, 2, name="pool1")
     x = basic_conv(x, f(64), 1, name="conv2")
     x = basic_conv(x, f(192), 3, name="conv3")
-    x = _max_pool(x, 3, 2, name="pool2")
+    x = ceil_mode_max_pool(x, 3, 2, name="pool2")
     for block, filters in INCEPTION_BLOCKS.items():
         x = inception_block(x, [f(c) for c in filters], name=f"inception_{block}")
         if block == "3b":
-            x = _max_pool(x, 3, 2, name="pool3")
+            x = ceil_mode_max_pool(x, 3, 2, name="pool3")
         elif block == "4e":
-            x = _max_pool(x, 2, 2, name="pool4")
+            x = ceil_mode_max_pool(x, 2, 2, name="pool4")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(classes, activation="softmax", name="predictions")(x)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from ..layers import check_positive, keras_application, scaled
 from ..preprocessing import MINUS1_1
 from ..registry import register_model
 
@@ -27,9 +28,7 @@ from ..registry import register_model
 )
 def inception_v3(input_shape=(299, 299, 3), classes=1000, name=None):
     """Inception V3 (no auxiliary head), ``keras.applications.InceptionV3``; inputs in [-1, 1]."""
-    return keras.applications.InceptionV3(
-        include_top=True, weights=None, input_shape=tuple(input_shape), classes=classes,
-        classifier_activation="softmax", **({} if name is None else {"name": name}))
+    return keras_application(keras.applications.InceptionV3, input_shape, classes, name)
 
 
 @register_model(
@@ -39,9 +38,7 @@ def inception_v3(input_shape=(299, 299, 3), classes=1000, name=None):
 )
 def inception_resnet_v2(input_shape=(299, 299, 3), classes=1000, name=None):
     """Inception-ResNet V2, ``keras.applications.InceptionResNetV2``; inputs in [-1, 1]."""
-    return keras.applications.InceptionResNetV2(
-        include_top=True, weights=None, input_shape=tuple(input_shape), classes=classes,
-        classifier_activation="softmax", **({} if name is None else {"name": name}))
+    return keras_application(keras.applications.InceptionResNetV2, input_shape, classes, name)
 
 
 # ---------------------------------------------------------------------------------------------------- Inception V4
@@ -159,12 +156,10 @@ def inception_v4(input_shape=(299, 299, 3), classes=1000, width_multiplier=1.0, 
     params fewer than timm's trainable count: the zoo keeps timm's affine BatchNorm, the reference.)
     ``width_multiplier`` scales every convolution's filters (rounded, at least 1); the smallest input is 75x75.
     """
-    if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)) \
-            or not width_multiplier > 0:
-        raise ValueError(f"width_multiplier must be a positive number, got {width_multiplier!r}")
+    width_multiplier = check_positive("width_multiplier", width_multiplier)
 
     def f(filters: int) -> int:
-        return max(1, int(round(filters * width_multiplier)))
+        return scaled(filters, width_multiplier)
 
     inputs = layers.Input(shape=tuple(input_shape))
     x = _stem(inputs, f)

@@ -19,14 +19,9 @@ from __future__ import annotations
 
 import keras
 
+from ..layers import check_positive
 from ..preprocessing import MINUS1_1, RAW_0_255
 from ..registry import register_model
-
-
-def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        raise ValueError(f"alpha must be a positive number, got {alpha!r}")
-    return float(alpha)
 
 
 def _name_kwargs(name: str | None) -> dict:
@@ -47,7 +42,7 @@ def mobilenet_v1(input_shape=(224, 224, 3), classes=1000, alpha=1.0, depth_multi
     ``depth_multiplier`` is the depthwise convolutions' channel multiplier (the paper's resolution multiplier is
     the input size here). Inputs in [-1, 1] (keras' 'tf' mode).
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_positive("alpha", alpha)
     if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, int) or depth_multiplier < 1:
         raise ValueError(f"depth_multiplier must be an integer >= 1, got {depth_multiplier!r}")
     return keras.applications.MobileNet(
@@ -67,14 +62,14 @@ def mobilenet_v2(input_shape=(224, 224, 3), classes=1000, alpha=1.0, name=None):
     ``alpha`` scales the widths (rounded to multiples of 8; the last 1x1 conv keeps 1280 channels for
     ``alpha <= 1``). Inputs in [-1, 1] (keras' 'tf' mode).
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_positive("alpha", alpha)
     return keras.applications.MobileNetV2(
         input_shape=tuple(input_shape), alpha=alpha, include_top=True, weights=None, classes=classes,
         classifier_activation="softmax", **_name_kwargs(name))
 
 
 def _mobilenet_v3(builder, input_shape, classes, alpha, minimalistic, name):
-    alpha = _check_alpha(alpha)
+    alpha = check_positive("alpha", alpha)
     if not isinstance(minimalistic, bool):
         raise ValueError(f"minimalistic must be True or False, got {minimalistic!r}")
     # include_preprocessing=True: the model starts with Rescaling(1/127.5, offset=-1), so it takes pixels in [0, 255].

@@ -14,6 +14,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from ..layers import check_positive, keras_application, scaled, torch_conv
 from ..preprocessing import CAFFE, MINUS1_1, TORCH
 from ..registry import register_model
 
@@ -24,18 +25,6 @@ BN_MOMENTUM = 0.9  # torch momentum 0.1
 # ---------------------------------------------------------------------------------------------------------------
 # building blocks (hand-written models)
 # ---------------------------------------------------------------------------------------------------------------
-
-def _conv(x, filters, kernel_size, strides, name, groups=1):
-    """A bias-free convolution with torch-style symmetric padding ``kernel_size // 2``."""
-    pad = kernel_size // 2
-    if strides == 1 or pad == 0:
-        padding = "same" if pad else "valid"
-    else:
-        x = layers.ZeroPadding2D(padding=pad, name=name + "_pad")(x)
-        padding = "valid"
-    return layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, groups=groups, use_bias=False,
-                         name=name + "_conv")(x)
-
 
 def _bn(x, name):
     return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_bn")(x)
@@ -52,10 +41,10 @@ def _shortcut(x, filters, stride, name):
 def basic_block(x, filters, stride, name):
     """Two 3x3 convolutions (ResNet-18/34)."""
     shortcut = _shortcut(x, filters, stride, name)
-    y = _conv(x, filters, 3, stride, name + "_1")
+    y = torch_conv(x, filters, 3, stride, name + "_1")
     y = _bn(y, name + "_1")
     y = layers.Activation("relu", name=name + "_1_relu")(y)
-    y = _conv(y, filters, 3, 1, name + "_2")
+    y = torch_conv(y, filters, 3, 1, name + "_2")
     y = _bn(y, name + "_2")
     y = layers.Add(name=name + "_add")([shortcut, y])
     return layers.Activation("relu", name=name + "_out")(y)
@@ -66,20 +55,20 @@ def bottleneck_block(x, planes, stride, cardinality, base_width, name):
     width = int(planes * (base_width / 64.0)) * cardinality
     out = planes * 4
     shortcut = _shortcut(x, out, stride, name)
-    y = _conv(x, width, 1, 1, name + "_1")
+    y = torch_conv(x, width, 1, 1, name + "_1")
     y = _bn(y, name + "_1")
     y = layers.Activation("relu", name=name + "_1_relu")(y)
-    y = _conv(y, width, 3, stride, name + "_2", groups=cardinality)
+    y = torch_conv(y, width, 3, stride, name + "_2", groups=cardinality)
     y = _bn(y, name + "_2")
     y = layers.Activation("relu", name=name + "_2_relu")(y)
-    y = _conv(y, out, 1, 1, name + "_3")
+    y = torch_conv(y, out, 1, 1, name + "_3")
     y = _bn(y, name + "_3")
     y = layers.Add(name=name + "_add")([shortcut, y])
     return layers.Activation("relu", name=name + "_out")(y)
 
 
 def _stem(img_input, filters):
-    x = _conv(img_input, filters, 7, 2, "conv1")
+    x = torch_conv(img_input, filters, 7, 2, "conv1")
     x = _bn(x, "conv1")
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
@@ -92,9 +81,8 @@ def _head(x, classes):
 
 
 def _basic_resnet(depths, input_shape, classes, width_multiplier, name):
-    if not width_multiplier > 0:
-        raise ValueError(f"width_multiplier must be > 0, got {width_multiplier}")
-    widths = [max(1, int(round(c * width_multiplier))) for c in (64, 128, 256, 512)]
+    width_multiplier = check_positive("width_multiplier", width_multiplier)
+    widths = [scaled(c, width_multiplier) for c in (64, 128, 256, 512)]
     img_input = keras.Input(shape=input_shape, name="input")
     x = _stem(img_input, widths[0])
     for stage, (filters, blocks) in enumerate(zip(widths, depths)):
@@ -159,51 +147,46 @@ def resnet34(input_shape=(224, 224, 3), classes=1000, width_multiplier=1.0, name
 # ResNet v1 / v2 (keras.applications)
 # ---------------------------------------------------------------------------------------------------------------
 
-def _keras_app(app, input_shape, classes, name):
-    return app(include_top=True, weights=None, input_shape=tuple(input_shape), classes=classes,
-               classifier_activation="softmax", name=name)
-
-
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=CAFFE, params=25_636_712,
                 reference_params=25_636_712, reference_source="keras.applications.ResNet50")
 def resnet50(input_shape=(224, 224, 3), classes=1000, name=None):
     """ResNet-50 v1 from keras.applications (Caffe-style BGR mean-subtracted input)."""
-    return _keras_app(keras.applications.ResNet50, input_shape, classes, name or "resnet50")
+    return keras_application(keras.applications.ResNet50, input_shape, classes, name or "resnet50")
 
 
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=CAFFE, params=44_707_176,
                 reference_params=44_707_176, reference_source="keras.applications.ResNet101")
 def resnet101(input_shape=(224, 224, 3), classes=1000, name=None):
     """ResNet-101 v1 from keras.applications (Caffe-style BGR mean-subtracted input)."""
-    return _keras_app(keras.applications.ResNet101, input_shape, classes, name or "resnet101")
+    return keras_application(keras.applications.ResNet101, input_shape, classes, name or "resnet101")
 
 
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=CAFFE, params=60_419_944,
                 reference_params=60_419_944, reference_source="keras.applications.ResNet152")
 def resnet152(input_shape=(224, 224, 3), classes=1000, name=None):
     """ResNet-152 v1 from keras.applications (Caffe-style BGR mean-subtracted input)."""
-    return _keras_app(keras.applications.ResNet152, input_shape, classes, name or "resnet152")
+    return keras_application(keras.applications.ResNet152, input_shape, classes, name or "resnet152")
 
 
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=MINUS1_1, params=25_613_800,
                 reference_params=25_613_800, reference_source="keras.applications.ResNet50V2")
 def resnet50v2(input_shape=(224, 224, 3), classes=1000, name=None):
     """ResNet-50 V2 (pre-activation) from keras.applications (inputs in [-1, 1])."""
-    return _keras_app(keras.applications.ResNet50V2, input_shape, classes, name or "resnet50v2")
+    return keras_application(keras.applications.ResNet50V2, input_shape, classes, name or "resnet50v2")
 
 
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=MINUS1_1, params=44_675_560,
                 reference_params=44_675_560, reference_source="keras.applications.ResNet101V2")
 def resnet101v2(input_shape=(224, 224, 3), classes=1000, name=None):
     """ResNet-101 V2 (pre-activation) from keras.applications (inputs in [-1, 1])."""
-    return _keras_app(keras.applications.ResNet101V2, input_shape, classes, name or "resnet101v2")
+    return keras_application(keras.applications.ResNet101V2, input_shape, classes, name or "resnet101v2")
 
 
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=MINUS1_1, params=60_380_648,
                 reference_params=60_380_648, reference_source="keras.applications.ResNet152V2")
 def resnet152v2(input_shape=(224, 224, 3), classes=1000, name=None):
     """ResNet-152 V2 (pre-activation) from keras.applications (inputs in [-1, 1])."""
-    return _keras_app(keras.applications.ResNet152V2, input_shape, classes, name or "resnet152v2")
+    return keras_application(keras.applications.ResNet152V2, input_shape, classes, name or "resnet152v2")
 
 
 # ---------------------------------------------------------------------------------------------------------------

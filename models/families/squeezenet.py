@@ -5,7 +5,7 @@ Layout: ``conv1`` 96@7x7/2 -> ``pool1`` 3x3/2 -> fire2, fire3, fire4 -> ``pool4`
 fire9 -> ``dropout`` 0.5 -> ``conv10`` (1x1, ``classes`` filters, ReLU) -> ``avg_pool`` (global) -> softmax. A fire
 module squeezes with a 1x1 convolution and expands with a 1x1 and a 3x3 convolution side by side, concatenated
 (``fire2_squeeze``, ``fire2_expand1x1``, ``fire2_expand3x3``, ``fire2``). Every convolution has a bias and ReLU. The
-max pools are torch's ``ceil_mode=True`` (googlenet's ``_max_pool`` reproduces them with keras paddings). No
+max pools are torch's ``ceil_mode=True`` (:func:`edgeconv.models.layers.ceil_mode_max_pool` reproduces them with keras paddings). No
 export-sensitive activation.
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from ..layers import ceil_mode_max_pool
 from ..preprocessing import TORCH
 from ..registry import register_model
-from .googlenet import _max_pool as ceil_mode_max_pool
 
 # name: (squeeze, expand 1x1, expand 3x3) -- the paper's table 1, v1.0
 FIRE_MODULES = {

@@ -13,9 +13,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from ..layers import check_positive, keras_application, scaled, torchvision_classifier
 from ..preprocessing import CAFFE, TORCH
 from ..registry import register_model
-from .alexnet import check_width_multiplier, scaled, torchvision_classifier
 
 # convolutions per stage (64, 128, 256, 512, 512 filters): torchvision's cfgs "A" and "B"
 STAGES = {"vgg11": (1, 1, 2, 2, 2), "vgg13": (2, 2, 2, 2, 2)}
@@ -23,7 +23,7 @@ STAGE_FILTERS = (64, 128, 256, 512, 512)
 
 
 def _torchvision_vgg(variant, input_shape, classes, width_multiplier, dropout, name):
-    width_multiplier = check_width_multiplier(width_multiplier)
+    width_multiplier = check_positive("width_multiplier", width_multiplier)
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = inputs
     for stage, (convs, filters) in enumerate(zip(STAGES[variant], STAGE_FILTERS), start=1):
@@ -62,11 +62,6 @@ def vgg13(input_shape=(224, 224, 3), classes=1000, width_multiplier=1.0, dropout
     return _torchvision_vgg("vgg13", input_shape, classes, width_multiplier, dropout, name)
 
 
-def _keras_app(app, input_shape, classes, name):
-    return app(include_top=True, weights=None, input_shape=tuple(input_shape), classes=classes,
-               classifier_activation="softmax", name=name)
-
-
 @register_model(
     family="vgg", input_shape=(224, 224, 3), preprocessing=CAFFE, params=138_357_544,
     reference_params=138_357_544, reference_source="keras.applications.VGG16 (VGG paper, configuration D)",
@@ -74,7 +69,7 @@ def _keras_app(app, input_shape, classes, name):
 )
 def vgg16(input_shape=(224, 224, 3), classes=1000, name="vgg16"):
     """VGG-16 from keras.applications (Caffe-style BGR input); ``fc1`` grows with the input (module docstring)."""
-    return _keras_app(keras.applications.VGG16, input_shape, classes, name)
+    return keras_application(keras.applications.VGG16, input_shape, classes, name)
 
 
 @register_model(
@@ -84,4 +79,4 @@ def vgg16(input_shape=(224, 224, 3), classes=1000, name="vgg16"):
 )
 def vgg19(input_shape=(224, 224, 3), classes=1000, name="vgg19"):
     """VGG-19 from keras.applications (Caffe-style BGR input); ``fc1`` grows with the input (module docstring)."""
-    return _keras_app(keras.applications.VGG19, input_shape, classes, name)
+    return keras_application(keras.applications.VGG19, input_shape, classes, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 
+from ..layers import keras_application
 from ..preprocessing import MINUS1_1
 from ..registry import register_model
 
@@ -18,5 +19,4 @@ from ..registry import register_model
                 reference_params=22_910_480, reference_source="keras.applications.Xception", min_input_size=71)
 def xception(input_shape=(299, 299, 3), classes=1000, name="xception"):
     """Xception from keras.applications (299x299 by default, at least 71x71)."""
-    return keras.applications.Xception(include_top=True, weights=None, input_shape=tuple(input_shape),
-                                       classes=classes, classifier_activation="softmax", name=name)
+    return keras_application(keras.applications.Xception, input_shape, classes, name)

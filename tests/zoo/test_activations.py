@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import models
+from edgeconv import models
 
 MOBILE = ["mobilenet_v1", "mobilenet_v2", "mobilenetv3_small", "mobilenetv3_large"]
 V3 = ["mobilenetv3_small", "mobilenetv3_large"]

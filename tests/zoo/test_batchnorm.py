@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import models
-from models.batchnorm import batchnorm_layers, estimate_batchnorm_statistics
+from edgeconv import models
+from edgeconv.models.batchnorm import batchnorm_layers, estimate_batchnorm_statistics
 
 
 def _inputs(n=16, size=32, seed=0):

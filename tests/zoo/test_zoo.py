@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-import models
+from edgeconv import models
 
 ALL = models.list_models()
 ZOO_MD_NAMES = [

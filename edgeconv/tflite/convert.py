@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from .errors import EdgeconvError
+from edgeconv.errors import EdgeconvError, first_line
 
 IO_TYPES = ("int", "float")
 
@@ -79,5 +79,5 @@ def convert_tflite(saved_model_dir: str | os.PathLike, precision: str, calibrati
         with _quiet():
             return bytes(conv.convert())
     except Exception as e:  # the converter raises ConverterError / RuntimeError with long MLIR dumps
-        msg = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0])
+        msg = first_line(e, prefer="error")
         raise EdgeconvError(f"TFLite {precision} conversion failed: {msg.strip()}") from None

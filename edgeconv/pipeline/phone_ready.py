@@ -1,17 +1,17 @@
 """The last export step for every .tflite: make it fast on its device class and self-describing.
 
 - ``--target cpu|gpu|npu`` picks sensible defaults for a device class (:data:`TARGETS`, :func:`apply_target`).
-- int8 files get :func:`edgeconv.tflite_rewrite.decompose_hard_swish` (XNNPACK runs no int8 HARD_SWISH), kept only
+- int8 files get :func:`edgeconv.tflite.rewrite.decompose_hard_swish` (XNNPACK runs no int8 HARD_SWISH), kept only
   when its SQNR against Keras on calibration inputs stays within 3 dB of the converter's own int8 (then validated
   against Keras as every artifact).
-- every file gets the metadata of :mod:`edgeconv.metadata` embedded (model name / version, normalization, input
+- every file gets the metadata of :mod:`edgeconv.pipeline.metadata` embedded (model name / version, normalization, input
   range, I/O quantization, labels, edgeconv version).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UsageError
+from edgeconv.errors import UsageError
 
 __all__ = ["TARGETS", "Target", "PhoneOptions", "apply_target", "finish_tflite"]
 
@@ -65,21 +65,22 @@ REWRITE_MAX_SQNR_LOSS_DB = 3.0
 REWRITE_CHECK_SAMPLES = 16
 
 
-def finish_tflite(precision: str, data: bytes, extra: dict, loaded, calib_x, opts: PhoneOptions,
-                  warnings: list) -> tuple[bytes, dict]:
-    """Rewrite (int8) and embed metadata into one converted .tflite -> (bytes, extra for the manifest)."""
-    from .manifest import tflite_details
-    from .metadata import embed_metadata
+def finish_tflite(precision: str, data: bytes, loaded, calib_x, opts: PhoneOptions
+                  ) -> tuple[bytes, dict, list[str]]:
+    """Rewrite (int8) and embed metadata into one converted .tflite -> (bytes, ArtifactRecord fields, warnings)."""
+    from edgeconv.pipeline.manifest import tflite_details
+    from edgeconv.pipeline.metadata import embed_metadata
 
-    extra = dict(extra)
+    extra: dict = {}
+    warnings: list[str] = []
     if precision == "int8" and opts.rewrite:
-        from .tflite_rewrite import check_parity, decompose_hard_swish
+        from edgeconv.tflite.rewrite import check_parity, decompose_hard_swish
 
         res = decompose_hard_swish(data)
         if res.rewritten:
             parity = None
             if calib_x is not None and len(calib_x):
-                from .runners import KerasRunner
+                from edgeconv.runtime.runners import KerasRunner
 
                 x = calib_x[:REWRITE_CHECK_SAMPLES]
                 parity = check_parity(data, res.model_bytes, x, reference=KerasRunner(loaded.model).run(x)[0])
@@ -90,7 +91,7 @@ def finish_tflite(precision: str, data: bytes, extra: dict, loaded, calib_x, opt
                 warnings.append(f"int8 h-swish decomposition kept out: SQNR vs Keras on calibration inputs "
                                 f"{parity['sqnr_after_db']:.1f} dB, converter's int8 {parity['sqnr_before_db']:.1f} dB")
     if opts.target == "gpu" and precision in ("fp16", "fp32"):
-        from .inspect import gpu_compatibility
+        from edgeconv.inspect import gpu_compatibility
 
         gpu = gpu_compatibility(data)
         extra["gpu_compatible"] = gpu["compatible"]
@@ -98,12 +99,12 @@ def finish_tflite(precision: str, data: bytes, extra: dict, loaded, calib_x, opt
             warnings.append(f"{precision}: TF's analyzer says the GPU delegate cannot run every op: "
                             f"{'; '.join(gpu['issues'][:3])}")
     extra["metadata"] = {"embedded": True, "labels": len(opts.labels or [])}
-    return embed_metadata(data, _metadata(precision, tflite_details(data), loaded, opts, "nhwc")), extra
+    return embed_metadata(data, _metadata(precision, tflite_details(data), loaded, opts, "nhwc")), extra, warnings
 
 
 def _metadata(precision: str, details: dict, loaded, opts: PhoneOptions, layout: str) -> dict:
-    """What every artifact embeds (:func:`edgeconv.metadata.build_metadata`), from its io details."""
-    from .metadata import build_metadata
+    """What every artifact embeds (:func:`edgeconv.pipeline.metadata.build_metadata`), from its io details."""
+    from edgeconv.pipeline.metadata import build_metadata
 
     pre = loaded.preprocessing
     meta = build_metadata(name=loaded.name, version=opts.model_version, precision=precision,
@@ -113,11 +114,12 @@ def _metadata(precision: str, details: dict, loaded, opts: PhoneOptions, layout:
     return meta
 
 
-def finish_onnx(precision: str, data: bytes, extra: dict, loaded, layout: str, opts: PhoneOptions
-                ) -> tuple[bytes, dict]:
-    """Embed the same metadata as :func:`finish_tflite` into an .onnx (``metadata_props``) -> (bytes, extra)."""
-    from .manifest import onnx_details
-    from .metadata import embed_onnx_metadata
+def finish_onnx(precision: str, data: bytes, loaded, layout: str, opts: PhoneOptions
+                ) -> tuple[bytes, dict, list[str]]:
+    """Embed the same metadata as :func:`finish_tflite` into an .onnx (``metadata_props``) -> (bytes, ArtifactRecord
+    fields, warnings)."""
+    from edgeconv.pipeline.manifest import onnx_details
+    from edgeconv.pipeline.metadata import embed_onnx_metadata
 
     meta = _metadata(precision, onnx_details(data, layout), loaded, opts, layout)
-    return embed_onnx_metadata(data, meta), {**extra, "metadata": {"embedded": True, "labels": len(opts.labels or [])}}
+    return embed_onnx_metadata(data, meta), {"metadata": {"embedded": True, "labels": len(opts.labels or [])}}, []

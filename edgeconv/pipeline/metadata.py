@@ -22,14 +22,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import __version__
-from .errors import EdgeconvError, UsageError
+from edgeconv import __version__
+from edgeconv.errors import EdgeconvError, UsageError, first_line
 
 __all__ = ["METADATA_NAME", "SCHEMA", "LABELS_FILE", "build_metadata", "embed_metadata", "read_metadata",
            "parse_metadata", "load_class_labels", "labels_text", "read_model_object", "embed_onnx_metadata"]
 
 METADATA_NAME = "EDGECONV_METADATA"
-SCHEMA = "edgeconv.metadata/1"
+SCHEMA = "edgeconv.pipeline.metadata/1"
 LABELS_FILE = "labels.txt"
 
 
@@ -67,7 +67,7 @@ def read_model_object(data: bytes):
     try:
         return flatbuffer_utils.read_model_from_bytearray(bytearray(data))
     except Exception as e:  # noqa: BLE001 (flatbuffers raises plain exceptions on garbage)
-        raise EdgeconvError(f"not a valid .tflite FlatBuffer: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
+        raise EdgeconvError(f"not a valid .tflite FlatBuffer: {first_line(e)}") \
             from None
 
 
@@ -117,7 +117,7 @@ def parse_metadata(text: str) -> dict:
         meta = json.loads(text)
     except json.JSONDecodeError as e:
         raise EdgeconvError(f"embedded {METADATA_NAME} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict) or not str(meta.get("schema", "")).startswith("edgeconv.metadata/"):
+    if not isinstance(meta, dict) or not str(meta.get("schema", "")).startswith("edgeconv.pipeline.metadata/"):
         raise EdgeconvError(f"embedded {METADATA_NAME} has an unknown schema: {meta.get('schema')!r}")
     return meta
 

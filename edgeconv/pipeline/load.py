@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EdgeconvError, UsageError
+from edgeconv.errors import EdgeconvError, UsageError, first_line
 
 
 @dataclass
@@ -32,17 +32,13 @@ def _quiet_tf() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
 
 def load_keras_file(path: str | os.PathLike):
     """Load a ``.keras`` / ``.h5`` model; the zoo's custom layers are registered first so zoo files reload."""
     _quiet_tf()
     import keras
 
-    import models  # noqa: F401  (registers the zoo's custom layers)
+    from edgeconv import models  # noqa: F401  (registers the zoo's custom layers)
 
     models.list_models()
     path = Path(path)
@@ -56,7 +52,7 @@ def load_keras_file(path: str | os.PathLike):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # keras raises many types for corrupt / foreign files
-        raise EdgeconvError(f"cannot load {path}: {_first_line(e)}") from None
+        raise EdgeconvError(f"cannot load {path}: {first_line(e)}") from None
 
 
 def _load_savedmodel(path: Path):
@@ -67,7 +63,7 @@ def _load_savedmodel(path: Path):
         loaded = tf.saved_model.load(str(path))
         fn = loaded.signatures["serving_default"]
     except Exception as e:
-        raise EdgeconvError(f"cannot load SavedModel {path}: {_first_line(e)}") from None
+        raise EdgeconvError(f"cannot load SavedModel {path}: {first_line(e)}") from None
     specs = list(fn.structured_input_signature[1].values())
     if len(specs) != 1 or specs[0].shape.rank != 4:
         raise EdgeconvError(f"SavedModel {path}: expected one image input (N, H, W, C), got {specs}")
@@ -85,7 +81,7 @@ def _load_savedmodel(path: Path):
 
 def _guess_preprocessing(model):
     """User models: a Rescaling layer near the input means raw [0, 255] pixels; otherwise assume [0, 1]."""
-    import models
+    from edgeconv import models
 
     for layer in model.layers[:4]:
         if type(layer).__name__ == "Rescaling":
@@ -101,7 +97,7 @@ def load_model(source: str | os.PathLike, *, weights: str | None = None, input_s
     reach the zoo builder; ``preprocessing`` (a ``models.Preprocessing``) overrides the model's own.
     """
     _quiet_tf()
-    import models
+    from edgeconv import models
 
     src = str(source)
     path = Path(src)
@@ -123,7 +119,7 @@ def load_model(source: str | os.PathLike, *, weights: str | None = None, input_s
             try:
                 model.load_weights(str(wpath))
             except Exception as e:
-                raise EdgeconvError(f"cannot load weights {wpath} into {src} {shape}: {_first_line(e)}") from None
+                raise EdgeconvError(f"cannot load weights {wpath} into {src} {shape}: {first_line(e)}") from None
         return LoadedModel(model, src, src, "zoo", preprocessing or info.preprocessing, False, info.to_dict(),
                            {"input_shape": list(shape), "classes": classes or info.classes, **width})
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 from pathlib import Path
 
 import numpy as np
 
-from .errors import EdgeconvError
+from edgeconv.errors import EdgeconvError, first_line
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,30 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return ((q.astype(np.float64) - zero_point) * scale).astype(np.float32)
 
 
+@runtime_checkable
+class Runner(Protocol):
+    """What every runtime offers (Polygraphy's runner interface): a name, I/O specs, and ``run``. Adding a runtime
+    means adding one class with these members."""
+
+    kind: str  # "keras" | "tflite" | "onnx"
+    name: str
+
+    @property
+    def inputs(self) -> list[TensorSpec]: ...
+
+    @property
+    def outputs(self) -> list[TensorSpec]: ...
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """float32 NHWC model inputs (N, H, W, C) -> one float32 array per output, in the model's output order."""
+        ...
+
+
+def _keras_spec(t) -> TensorSpec:
+    return TensorSpec(str(getattr(t, "name", "")), tuple(-1 if s is None else int(s) for s in t.shape),
+                      str(getattr(t, "dtype", "float32")))
+
+
 class KerasRunner:
     """The reference: the Keras model in inference mode."""
 
@@ -49,6 +74,14 @@ class KerasRunner:
         self.batch_size = batch_size
         self.name = getattr(model, "name", "keras")
 
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return [_keras_spec(t) for t in self.model.inputs]
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return [_keras_spec(t) for t in self.model.outputs]
+
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         outs: list[list[np.ndarray]] = []
         for i in range(0, len(x), self.batch_size):
@@ -58,12 +91,8 @@ class KerasRunner:
         return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
-
-def _output_order(names: list[str]) -> list[int]:
+def output_order(names: list[str]) -> list[int]:
     """Keras 3 exports name outputs ``output_0``, ``output_1``, ...; keep Keras' order where the names say it."""
     keys = []
     for i, n in enumerate(names):
@@ -94,12 +123,34 @@ class LiteRTRunner:
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise EdgeconvError(f"cannot load TFLite model {self.name if hasattr(self, 'name') else ''}: "
-                                f"{str(e).splitlines()[0]}") from None
+                                f"{first_line(e)}") from None
         self._in = self.interpreter.get_input_details()
         outs = self.interpreter.get_output_details()
-        self._out = [outs[i] for i in _output_order([o["name"] for o in outs])]
+        self._out = [outs[i] for i in output_order([o["name"] for o in outs])]
         if len(self._in) != 1:
             raise EdgeconvError(f"{self.name}: only single-input image models are supported, found {len(self._in)}")
+
+    @property
+    def batch_size(self) -> int:
+        """The input's batch dimension as the file declares it (-1: dynamic)."""
+        return int(self._in[0]["shape_signature"][0])
+
+    @property
+    def input_details(self) -> list[dict]:
+        return list(self._in)
+
+    @property
+    def output_details(self) -> list[dict]:
+        """LiteRT's output details in the model's output order."""
+        return list(self._out)
+
+    def ops(self) -> list[dict]:
+        """Every node of the model (op name, index, input and output tensor indices), in execution order.
+        ``_get_ops_details`` is the interpreter's only node list; this is the one place edgeconv calls it."""
+        return list(self.interpreter._get_ops_details())  # noqa: SLF001
+
+    def tensors(self) -> list[dict]:
+        return list(self.interpreter.get_tensor_details())
 
     @staticmethod
     def _spec(d) -> TensorSpec:
@@ -116,7 +167,8 @@ class LiteRTRunner:
     def outputs(self) -> list[TensorSpec]:
         return [self._spec(d) for d in self._out]
 
-    def _set_input(self, xb: np.ndarray) -> None:
+    def set_input(self, xb: np.ndarray) -> None:
+        """Set the (float) input, quantizing it for integer-input files, resizing for a new batch size."""
         d = self._in[0]
         if tuple(d["shape"]) != xb.shape:
             self.interpreter.resize_tensor_input(d["index"], xb.shape)
@@ -129,6 +181,16 @@ class LiteRTRunner:
             xb = xb.astype(dt)
         self.interpreter.set_tensor(d["index"], xb)
 
+    def invoke(self) -> None:
+        try:
+            self.interpreter.invoke()
+        except RuntimeError as e:  # e.g. an op the converter emitted in a type LiteRT has no kernel for
+            raise EdgeconvError(f"LiteRT cannot run {self.name}: {first_line(e)}") from None
+
+    def tensor(self, index: int) -> np.ndarray:
+        """A tensor's current value (needs ``preserve_all_tensors=True`` for intermediate tensors)."""
+        return self.interpreter.get_tensor(index)
+
     def _get_outputs(self) -> list[np.ndarray]:
         ys = []
         for d in self._out:
@@ -140,17 +202,26 @@ class LiteRTRunner:
         return ys
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        batch = int(self._in[0]["shape_signature"][0])
-        step = 1 if batch == 1 else len(x)
+        step = 1 if self.batch_size == 1 else len(x)
         outs = []
         for i in range(0, len(x), step):
-            self._set_input(np.ascontiguousarray(x[i:i + step], np.float32))
-            try:
-                self.interpreter.invoke()
-            except RuntimeError as e:  # e.g. an op the converter emitted in a type LiteRT has no kernel for
-                raise EdgeconvError(f"LiteRT cannot run {self.name}: {_first_line(e)}") from None
+            self.set_input(np.ascontiguousarray(x[i:i + step], np.float32))
+            self.invoke()
             outs.append(self._get_outputs())
         return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
+
+
+# onnxruntime's type strings -> numpy dtype names ("tensor(float)" is float32, "tensor(double)" float64)
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(bfloat16)": "bfloat16", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+              "tensor(int16)": "int16", "tensor(uint16)": "uint16", "tensor(int32)": "int32",
+              "tensor(uint32)": "uint32", "tensor(int64)": "int64", "tensor(uint64)": "uint64",
+              "tensor(bool)": "bool", "tensor(string)": "str"}
+
+
+def onnx_dtype_name(ort_type: str) -> str:
+    """``tensor(float16)`` -> ``float16``; an unknown type keeps onnxruntime's own spelling."""
+    return ORT_DTYPES.get(ort_type, ort_type)
 
 
 class OnnxRunner:
@@ -170,7 +241,7 @@ class OnnxRunner:
         try:
             self.session = ort.InferenceSession(src, sess_options=so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
-            raise EdgeconvError(f"cannot load ONNX model {self.name}: {str(e).splitlines()[0]}") from None
+            raise EdgeconvError(f"cannot load ONNX model {self.name}: {first_line(e)}") from None
         if layout not in ("nhwc", "nchw"):
             raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
         self.layout = layout
@@ -181,8 +252,7 @@ class OnnxRunner:
 
     @staticmethod
     def _spec(t) -> TensorSpec:
-        dtype = t.type.replace("tensor(", "").rstrip(")").replace("float", "float32").replace("float3264", "float64")
-        return TensorSpec(t.name, tuple(s if isinstance(s, int) else -1 for s in t.shape), dtype)
+        return TensorSpec(t.name, tuple(s if isinstance(s, int) else -1 for s in t.shape), onnx_dtype_name(t.type))
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -203,7 +273,7 @@ class OnnxRunner:
             try:
                 ys = self.session.run(None, {self._in[0].name: x[i:i + step]})
             except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
-                raise EdgeconvError(f"onnxruntime cannot run {self.name}: {_first_line(e)}") from None
+                raise EdgeconvError(f"onnxruntime cannot run {self.name}: {first_line(e)}") from None
             outs.append([np.asarray(y, np.float32) for y in ys])
         return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
 
@@ -216,7 +286,7 @@ def runner_for(path, num_threads: int = 1, layout: str = "nhwc", xnnpack: bool =
     if p.suffix == ".onnx":
         return OnnxRunner(p, num_threads=num_threads, layout=layout)
     if p.suffix in (".keras", ".h5"):
-        from .load import load_keras_file
+        from edgeconv.pipeline.load import load_keras_file
 
         return KerasRunner(load_keras_file(p))
     raise EdgeconvError(f"{p}: not an artifact edgeconv can run (expected .tflite, .onnx or .keras)")

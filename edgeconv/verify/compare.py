@@ -265,7 +265,7 @@ def _load_labels(labels, n: int) -> np.ndarray | None:
         return None
     y = np.asarray(labels).reshape(-1)
     if len(y) != n:
-        from .errors import EdgeconvError
+        from edgeconv.errors import EdgeconvError
 
         raise EdgeconvError(f"{len(y)} labels for {n} inputs: labels must match the inputs one to one")
     return y.astype(np.int64)
@@ -277,7 +277,7 @@ def compare_outputs(ref: list[np.ndarray], got: list[np.ndarray], tol: Tolerance
 
     ``labels`` (N,) integer classes, optional: adds accuracy of the reference and of ``got`` for score outputs.
     """
-    from .errors import EdgeconvError
+    from edgeconv.errors import EdgeconvError
 
     ref, got = [np.asarray(r) for r in ref], [np.asarray(g) for g in got]
     if len(ref) != len(got):

@@ -11,7 +11,7 @@ import io
 import os
 from pathlib import Path
 
-from .errors import EdgeconvError
+from edgeconv.errors import EdgeconvError, first_line
 
 
 def trace(model, workdir: str | os.PathLike, batch_size: int | None = 1) -> Path:
@@ -26,5 +26,5 @@ def trace(model, workdir: str | os.PathLike, batch_size: int | None = 1) -> Path
         with contextlib.redirect_stdout(io.StringIO()):
             model.export(str(out), format="tf_saved_model", verbose=False, input_signature=sig)
     except Exception as e:
-        raise EdgeconvError(f"cannot trace {model.name} to a SavedModel: {str(e).strip().splitlines()[0]}") from None
+        raise EdgeconvError(f"cannot trace {model.name} to a SavedModel: {first_line(e)}") from None
     return out

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EdgeconvError
+from edgeconv.errors import EdgeconvError, first_line
 
 
 def _reader(x: np.ndarray, input_name: str, batch: int):
@@ -100,7 +100,7 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
                 src = pre
             except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types; pre-processing is optional
                 if warnings is not None:
-                    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    msg = first_line(e)
                     warnings.append(f"onnx int8: quantized without onnxruntime's pre-processing ({msg})")
         try:
             quantize_static(str(src), str(out), _reader(x, inp.name, batch), quant_format=QuantFormat.QDQ,
@@ -109,5 +109,5 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
         except Exception as e:  # onnxruntime raises its own types
             raise EdgeconvError(f"onnxruntime cannot quantize the ONNX model to int8: "
-                                f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+                                f"{first_line(e)}") from None
         return out.read_bytes()

@@ -4,7 +4,7 @@ Selective quantization goes through TF's public ``tf.lite.experimental.Quantizat
 then ``QuantizationDebugOptions(denylisted_nodes=[...])`` + ``get_nondebug_quantized_model()`` re-quantizes in
 milliseconds with the named TFLite nodes (op output tensor names) left in float, wrapped in DEQUANTIZE / QUANTIZE.
 Its per-node statistics (rmse / scale of each op against the same op run in float on the same input), or a
-:class:`edgeconv.layerwise.LayerReport` of the failing int8, rank the layers: round 1 keeps every suspect one
+:class:`edgeconv.verify.layerwise.LayerReport` of the failing int8, rank the layers: round 1 keeps every suspect one
 (rmse/scale > 0.7) in float, each later round doubles the count, the last keeps everything float. A layer kept in
 float also gets the producers of its inputs kept in float: the usual int8 failure is a tensor whose range one
 outlier channel stretches, and the layer that suffers (the one flagged) is the one *reading* it. When nothing
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compare import Tolerance, _json_float, compare_outputs
-from .errors import EdgeconvError, UsageError
-from .layerwise import KERAS_SCOPE_SUFFIX, SUSPECT_RMSE_SCALE
+from edgeconv.verify.compare import Tolerance, _json_float, compare_outputs
+from edgeconv.errors import EdgeconvError, UsageError, first_line
+from edgeconv.verify.layerwise import KERAS_SCOPE_SUFFIX, SUSPECT_RMSE_SCALE
 
 __all__ = ["FallbackResult", "auto_fallback", "convert_with_keep_float", "latency_ms"]
 
@@ -58,7 +58,7 @@ class FallbackResult:
 
 def latency_ms(model_bytes: bytes, x: np.ndarray, runs: int = 10, num_threads: int = 1) -> float:
     """Median single-input latency on LiteRT (XNNPACK on, as on a phone's CPU), after one warm-up run."""
-    from .runners import LiteRTRunner
+    from edgeconv.runtime.runners import LiteRTRunner
 
     r = LiteRTRunner(model_bytes, num_threads=num_threads)
     x1 = np.ascontiguousarray(x[:1], np.float32)
@@ -81,7 +81,7 @@ def _layer_of(node: str) -> str:
 def _debugger_quiet():
     """The converter's chatter, and the DeprecationWarning QuantizationDebugger triggers by building a
     ``tf.lite.Interpreter`` internally (TF 2.21 deprecates it; the debugger has no LiteRT option)."""
-    from .tflite_export import _quiet
+    from edgeconv.tflite.convert import _quiet
 
     with _quiet(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
@@ -100,7 +100,7 @@ class _Quantizer:
     def __init__(self, saved_model_dir, calibration_x: np.ndarray, io_type: str, debug_x: np.ndarray | None = None):
         import tensorflow as tf
 
-        from .tflite_export import make_converter
+        from edgeconv.tflite.convert import make_converter
 
         if calibration_x is None or len(calibration_x) == 0:
             raise EdgeconvError("int8 with layers kept in float needs calibration data")
@@ -117,17 +117,17 @@ class _Quantizer:
                     debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=self._fully))
         except Exception as e:  # the converter raises ConverterError / ValueError with long MLIR dumps
             raise EdgeconvError(f"int8 calibration for selective quantization failed: "
-                                f"{str(e).strip().splitlines()[0]}") from None
+                                f"{first_line(e)}") from None
         self.nodes = self._node_names()
 
     def _node_names(self) -> list[str]:
         """Op output names of the calibrated model in execution order; fills ``self.producers`` (node -> the
         nodes whose outputs it reads)."""
-        from .runners import LiteRTRunner
+        from edgeconv.runtime.runners import LiteRTRunner
 
-        interp = LiteRTRunner(self.debugger.calibrated_model, xnnpack=False).interpreter
-        details = interp.get_tensor_details()
-        ops = interp._get_ops_details()  # noqa: SLF001 (LiteRT's only op list)
+        runner = LiteRTRunner(self.debugger.calibrated_model, xnnpack=False)
+        details = runner.tensors()
+        ops = runner.ops()
         made_by = {t: op for op in ops for t in op["outputs"]}
 
         def sources(tensor, seen=()):  # through QUANTIZE / DEQUANTIZE to the op that computes the value
@@ -209,7 +209,7 @@ def convert_with_keep_float(saved_model_dir, calibration_x: np.ndarray, keep_flo
 
 
 def _evaluate(model_bytes: bytes, validation_x, reference_outputs, tolerance: Tolerance):
-    from .runners import LiteRTRunner
+    from edgeconv.runtime.runners import LiteRTRunner
 
     got = LiteRTRunner(model_bytes).run(validation_x)
     return compare_outputs(reference_outputs, got, tolerance)
@@ -281,7 +281,7 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
             break
         count *= 2
     if try_int16x8:
-        from .tflite_export import convert_tflite
+        from edgeconv.tflite.convert import convert_tflite
 
         model = convert_tflite(saved_model_dir, "int16x8", calibration_x, io_type)
         cmp = _evaluate(model, validation_x, reference_outputs, tolerance)

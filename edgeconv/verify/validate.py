@@ -2,9 +2,9 @@
 
 The reference is the ``<name>.keras`` the export saved; the inputs are never the calibration samples (their ids are
 in the manifest and excluded). Every artifact runs on its own runtime (LiteRT, onnxruntime), is compared output by
-output with :func:`edgeconv.compare.compare_outputs` under its precision's tolerance, and fails when its file no
+output with :func:`edgeconv.verify.compare.compare_outputs` under its precision's tolerance, and fails when its file no
 longer matches the sha256 the manifest recorded. Quantized / fp16 TFLite artifacts that fail get a layer-wise
-report (:mod:`edgeconv.layerwise`) saying where the error comes from.
+report (:mod:`edgeconv.verify.layerwise`) saying where the error comes from.
 """
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare import STRUCTURAL_CHECKS, Comparison, Tolerance, compare_outputs, tolerance_for
-from .errors import EdgeconvError, UsageError
-from .fileio import sha256_file
-from .manifest import MANIFEST, ArtifactRecord, Manifest
+from edgeconv.verify.compare import STRUCTURAL_CHECKS, Comparison, Tolerance, compare_outputs, tolerance_for
+from edgeconv.errors import EdgeconvError, UsageError
+from edgeconv.fileio import sha256_file
+from edgeconv.options import ValidationOptions, with_overrides
+from edgeconv.pipeline.manifest import MANIFEST, ArtifactRecord, Manifest
 
 __all__ = ["ArtifactResult", "ValidationReport", "validate", "load_labels"]
 
@@ -41,9 +42,9 @@ class ArtifactResult:
     sha256_ok: bool = True
     error: str | None = None  # the artifact could not be run
     seconds: float = 0.0
-    layers: object | None = None  # edgeconv.layerwise.LayerReport
+    layers: object | None = None  # edgeconv.verify.layerwise.LayerReport
     kept_float: list[str] = field(default_factory=list)  # int8 layers left in float (--keep-float / fallback)
-    fallback: dict | None = None  # the manifest's record of an automatic fallback (edgeconv.fallback)
+    fallback: dict | None = None  # the manifest's record of an automatic fallback (edgeconv.verify.fallback)
     unjudged: str | None = None  # why the quality thresholds were not applied (random weights), else None
 
     @property
@@ -192,27 +193,23 @@ def _load_reference(folder: Path, manifest: Manifest):
     ref = manifest.reference.get("file")
     if not ref or not (folder / ref).exists():
         raise EdgeconvError(f"{folder}: the Keras reference {ref or '(none recorded)'} is missing")
-    from .load import load_keras_file
+    from edgeconv.pipeline.load import load_keras_file
 
     return load_keras_file(folder / ref)
 
 
-def validate(path, *, data=None, samples: int = 200, atol: float | None = None, min_sqnr: float | None = None,
-             min_top1: float | None = None, labels=None, layers: bool = False, layers_on_failure: bool = True,
-             artifacts=None, write: bool = True, seed: int = 0, num_threads: int = 1) -> ValidationReport:
-    """Validate every artifact of the export folder ``path`` (or just the artifact file ``path``) against the
-    Keras reference on ``samples`` held-out inputs from ``data`` (None: the embedded photo set's validation split).
+def validate(path, options: ValidationOptions | None = None, *, artifacts=None, **overrides) -> ValidationReport:
+    """Validate every artifact of the export folder ``path`` (or just the artifact file ``path``; or the files named
+    in ``artifacts``) against the Keras reference on held-out inputs.
 
-    ``atol`` / ``min_sqnr`` / ``min_top1`` override the per-precision defaults (:func:`compare.tolerance_for`).
-    ``labels``: a .npy/.txt of class labels (labels inside an .npz ``data`` are used automatically).
-    ``layers``: layer-wise report for every TFLite artifact; ``layers_on_failure``: for fp16/int8/int16x8 TFLite
-    artifacts that fail. ``write``: report.json + report.md (+ layer plots) into the folder.
+    ``options`` is a :class:`~edgeconv.options.ValidationOptions`; keyword arguments override its fields
+    (``validate(folder, samples=50, layers=True)``). The inputs are ``options.data`` or, when None, the embedded photo
+    set's validation split; never the calibration samples recorded in the manifest.
     """
-    from .inputs import model_inputs
-    from .runners import KerasRunner, runner_for
+    from edgeconv.pipeline.inputs import model_inputs
+    from edgeconv.runtime.runners import KerasRunner, runner_for
 
-    if samples < 1:
-        raise UsageError(f"--samples must be >= 1, got {samples}")
+    opts = with_overrides(options or ValidationOptions(), overrides).check()
     folder, only = _resolve(path)
     manifest = Manifest.load(folder)
     if artifacts is not None:
@@ -224,21 +221,20 @@ def validate(path, *, data=None, samples: int = 200, atol: float | None = None, 
             raise EdgeconvError(f"{folder / rec.file} is listed in the manifest but missing")
     model = _load_reference(folder, manifest)
     calib_ids = list((manifest.calibration or {}).get("ids") or [])
-    random_weights = str(manifest.model.get("weights", "")).startswith("random")
-    inputs = model_inputs(data, input_shape=tuple(manifest.model["input_shape"]),
-                          preprocessing=manifest.preprocessing, num=samples, split="validation", seed=seed,
-                          exclude_ids=calib_ids)
+    random_weights = manifest.weights.is_random
+    inputs = model_inputs(opts.data, input_shape=manifest.input_shape, preprocessing=manifest.preprocessing,
+                          num=opts.samples, split="validation", seed=opts.seed, exclude_ids=calib_ids)
     warnings = list(inputs.warnings)
-    if len(inputs.x) < samples:
-        warnings.append(f"only {len(inputs.x)} held-out samples available (asked for {samples})")
+    if len(inputs.x) < opts.samples:
+        warnings.append(f"only {len(inputs.x)} held-out samples available (asked for {opts.samples})")
     y, label_source = None, None
-    if labels is not None:
-        y, label_source = load_labels(labels, inputs.ids), str(labels)
+    if opts.labels is not None:
+        y, label_source = load_labels(opts.labels, inputs.ids), str(opts.labels)
     elif inputs.labels is not None:
         y, label_source = np.asarray(inputs.labels), f"{inputs.source} (labels in the file)"
     reference = KerasRunner(model).run(inputs.x)
-    overrides = {k: v for k, v in (("atol", atol), ("min_sqnr", min_sqnr), ("min_top1", min_top1)) if v is not None}
-    noise = reference_noise(model, inputs.x, reference) if atol is None else 0.0
+    overrides = opts.overrides
+    noise = reference_noise(model, inputs.x, reference) if opts.atol is None else 0.0
     results = []
     for rec in records:
         tol = tolerance_for(rec.precision, rec.format, **overrides)
@@ -249,31 +245,31 @@ def validate(path, *, data=None, samples: int = 200, atol: float | None = None, 
                             f"held to less")
             tol = replace(tol, atol=float(f"{NOISE_FACTOR * noise:.2g}"))
         res = ArtifactResult(rec.file, rec.key, rec.format, rec.precision, tol)
-        res.fallback = rec.extra.get("fallback")
-        res.kept_float = list((res.fallback or {}).get("kept_float") or rec.extra.get("kept_float") or [])
+        res.fallback = rec.fallback
+        res.kept_float = list(rec.kept_float)
         if random_weights and rec.precision != "fp32":
             res.unjudged = RANDOM_WEIGHTS_NOTE
         file = folder / rec.file
         res.sha256_ok = sha256_file(file) == rec.sha256
         t0 = time.perf_counter()
         try:
-            got = runner_for(file, num_threads=num_threads, layout=rec.layout).run(inputs.x)
+            got = runner_for(file, num_threads=opts.num_threads, layout=rec.layout).run(inputs.x)
             res.comparison = compare_outputs(reference, got, tol, labels=y,
                                              names=[o.get("name", f"output_{i}") for i, o in enumerate(rec.outputs)])
         except EdgeconvError as e:
             res.error = str(e)
         res.seconds = time.perf_counter() - t0
         want_layers = rec.format == "tflite" and res.error is None and (
-            layers or (layers_on_failure and not res.passed and rec.precision in LAYERWISE_ON_FAILURE))
+            opts.layers or (opts.layers_on_failure and not res.passed and rec.precision in LAYERWISE_ON_FAILURE))
         if want_layers:
-            res.layers = _layer_report(model, file, inputs.x, folder if write else None)
-        elif write:  # a plot from an earlier failing run would contradict this report
+            res.layers = _layer_report(model, file, inputs.x, folder if opts.write else None)
+        elif opts.write:  # a plot from an earlier failing run would contradict this report
             (folder / f"{file.stem}.layers.png").unlink(missing_ok=True)
         results.append(res)
     report = ValidationReport(folder, manifest.model.get("name", folder.name), manifest.reference.get("file", ""),
                               inputs.describe(), len(inputs.x), results, label_source, overrides, warnings)
-    if write:
-        from .report import write_reports
+    if opts.write:
+        from edgeconv.verify.report import write_reports
 
         stem = "report" if only is None else f"report.{Path(only[0]).stem}" if len(only) == 1 else "report.partial"
         report.report_files = [p.name for p in write_reports(report, folder, stem=stem)]
@@ -291,7 +287,7 @@ def reference_noise(model, x: np.ndarray, reference: list[np.ndarray]) -> float:
     - max |one image at a time - batched| over the first :data:`NOISE_SAMPLES` inputs (oneDNN picks other kernels).
     ~1e-7 for a trained model, up to ~1e-4 for a deep net with random weights. Float artifacts are held to
     ``max(atol, NOISE_FACTOR * noise)``."""
-    from .runners import KerasRunner
+    from edgeconv.runtime.runners import KerasRunner
 
     if len(x) == 0:
         return 0.0
@@ -304,12 +300,12 @@ def reference_noise(model, x: np.ndarray, reference: list[np.ndarray]) -> float:
 
 
 def _layer_report(model, file: Path, x: np.ndarray, plot_dir: Path | None):
-    from .layerwise import compare_layers
+    from edgeconv.verify.layerwise import compare_layers
 
     try:
         rep = compare_layers(model, file, x, max_samples=LAYERWISE_SAMPLES, artifact=file.name)
     except Exception as e:  # noqa: BLE001 - a diagnostic must never sink the validation it explains
-        from .layerwise import LayerReport
+        from edgeconv.verify.layerwise import LayerReport
 
         msg = str(e) if isinstance(e, EdgeconvError) else f"{type(e).__name__}: {e}"
         return LayerReport(file.name, [], 0, [], error=msg)

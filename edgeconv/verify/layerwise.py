@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare import _json_float, sqnr_db
-from .errors import EdgeconvError
-from .fileio import atomic_write_bytes
+from edgeconv.verify.compare import _json_float, sqnr_db
+from edgeconv.errors import EdgeconvError
+from edgeconv.fileio import atomic_write_bytes
 
 HEALTHY_RMSE_SCALE = 0.29  # 1/sqrt(12): the rmse of rounding to a uniform grid, in steps
 SUSPECT_RMSE_SCALE = 0.7
@@ -251,8 +251,8 @@ def _layer_names_in(tensor_name: str, known: dict[str, int]) -> list[str]:
     return found
 
 
-def _dequantized(interp, detail) -> np.ndarray:
-    t = interp.get_tensor(detail["index"])
+def _dequantized(runner, detail) -> np.ndarray:
+    t = runner.tensor(detail["index"])
     q = detail.get("quantization_parameters") or {}
     scales, zps = q.get("scales", np.array([])), q.get("zero_points", np.array([]))
     if np.issubdtype(t.dtype, np.integer) and len(scales):
@@ -264,20 +264,17 @@ def _dequantized(interp, detail) -> np.ndarray:
     return np.asarray(t, np.float32)
 
 
-def _match(interp, model, nodes) -> list[tuple]:
+def _match(runner, model, nodes) -> list[tuple]:
     """[(layer, depth, tensor detail, op name, matched_by)] for every Keras layer with a TFLite tensor."""
     import keras
 
-    details = {d["index"]: d for d in interp.get_tensor_details()}
+    details = {d["index"]: d for d in runner.tensors()}
     nodes = [n for n in nodes if isinstance(n[0], keras.layers.Layer)]  # report layers, not bare ops
     known = {layer.name: depth for layer, depth, _ in nodes}
     by_name = {layer.name: (layer, depth, node) for layer, depth, node in nodes}
-    out_idx = [d["index"] for d in interp.get_output_details()]
-    from .runners import _output_order
-
-    out_idx = [out_idx[i] for i in _output_order([details[i]["name"] for i in out_idx])]
+    out_idx = [d["index"] for d in runner.output_details]  # already in the model's output order
     out_layers = [t._keras_history.operation.name for t in model.outputs]  # noqa: SLF001
-    ops = [op for op in interp._get_ops_details() if op["op_name"] not in _SKIP_OPS]  # noqa: SLF001
+    ops = [op for op in runner.ops() if op["op_name"] not in _SKIP_OPS]
 
     def same_shape(layer_name, det):
         ks = tuple(by_name[layer_name][2].outputs[0].shape[1:])
@@ -315,26 +312,24 @@ def _match(interp, model, nodes) -> list[tuple]:
 def compare_layers(keras_model, tflite_bytes_or_path, x: np.ndarray, *, max_samples: int = 16,
                    artifact: str | None = None) -> LayerReport:
     """Compare every Keras layer output with the TFLite tensor that holds it, on up to ``max_samples`` inputs."""
-    from .runners import LiteRTRunner
+    from edgeconv.runtime.runners import LiteRTRunner
 
     x = np.asarray(x[:max_samples], np.float32)
     if len(x) == 0:
         raise EdgeconvError("layer-wise comparison needs at least one input")
     runner = LiteRTRunner(tflite_bytes_or_path, preserve_all_tensors=True)
     name = artifact or runner.name
-    interp = runner.interpreter
     nodes = _keras_graph(keras_model)
-    matches = _match(interp, keras_model, nodes)
+    matches = _match(runner, keras_model, nodes)
     if not matches:
         raise EdgeconvError(f"{name}: no TFLite tensor could be matched to a Keras layer")
     got = {layer.name: [] for layer, *_ in matches}
-    batch = int(runner._in[0]["shape_signature"][0])  # noqa: SLF001
-    step = 1 if batch == 1 else len(x)
+    step = 1 if runner.batch_size == 1 else len(x)
     for i in range(0, len(x), step):
-        runner._set_input(x[i:i + step])  # noqa: SLF001 (quantizes int inputs like run() does)
-        interp.invoke()
+        runner.set_input(x[i:i + step])  # quantizes int inputs like run() does
+        runner.invoke()
         for layer, _, det, _, _ in matches:
-            got[layer.name].append(_dequantized(interp, det))
+            got[layer.name].append(_dequantized(runner, det))
     got = {k: np.concatenate(v, axis=0) for k, v in got.items()}
     ref = _run_graph(keras_model, nodes, x)
     local = _run_graph(keras_model, nodes, x, substitute={k: v.reshape(ref[k].shape) for k, v in got.items()})

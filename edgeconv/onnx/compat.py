@@ -4,13 +4,15 @@ Checked and *not* needed with the pinned versions (kept here so nobody re-adds t
 - numpy >= 2 (``np.cast`` / ``np.object`` in tf2onnx's constant folding, patched by Keras' own ``tf2onnx_lib.py``):
   fixed in tf2onnx 1.17, its ``rewrite_constant_fold`` no longer uses them.
 - Keras 3 models without ``output_names`` / ``_get_save_spec`` (tf2onnx ``from_keras`` assumed tf.keras):
-  edgeconv never calls ``from_keras``; :func:`edgeconv.onnx_export.convert_onnx` traces its own ``tf.function``
+  edgeconv never calls ``from_keras``; :func:`edgeconv.onnx.convert.convert_onnx` traces its own ``tf.function``
   with a fixed ``TensorSpec`` and names the ONNX outputs itself, so no Keras-internal attribute is touched.
   Measured: ``from_keras`` converts Functional models (MobileNetV3Small, a custom-Layer model, two outputs) but
   fails on a Keras 3 ``Sequential`` with ``KeyError: 'keras_tensor_<n>'`` (it maps ``output_names`` to graph
   tensors); ``from_function`` converts all of them, in about the same time.
 """
 from __future__ import annotations
+
+from edgeconv.errors import first_line
 
 import contextlib
 import logging
@@ -32,9 +34,9 @@ class _Collect(logging.Handler):
         """One line per distinct problem, e.g. ``tf2onnx: Failed to apply optimize_transpose (ValueError: ...)``."""
         out = []
         for r in self.records:
-            line = f"tf2onnx: {r.getMessage().splitlines()[0]}"
+            line = f"tf2onnx: {first_line(r.getMessage())}"
             if r.exc_info and r.exc_info[1] is not None:
-                line += f" ({type(r.exc_info[1]).__name__}: {str(r.exc_info[1]).splitlines()[0]})"
+                line += f" ({type(r.exc_info[1]).__name__}: {first_line(r.exc_info[1])})"
             if line not in out:
                 out.append(line)
         return out

@@ -1,11 +1,11 @@
-"""report.json, report.md and the terminal table of a validation run (edgeconv.validate.ValidationReport)."""
+"""report.json, report.md and the terminal table of a validation run (edgeconv.verify.validate.ValidationReport)."""
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
 
-from .fileio import atomic_write_json, atomic_write_text
+from edgeconv.fileio import atomic_write_json, atomic_write_text
 
 __all__ = ["table_columns", "table_rows", "detail_lines", "to_markdown", "write_reports"]
 

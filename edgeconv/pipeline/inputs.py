@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calibration import EMBEDDED_SOURCE, CalibrationError, load_samples
-from models.preprocessing import Preprocessing
+from edgeconv.calibration import EMBEDDED_SOURCE, CalibrationError, load_samples
+from edgeconv.models.preprocessing import Preprocessing
 
 __all__ = ["InputSet", "model_inputs"]
 

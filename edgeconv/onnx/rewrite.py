@@ -10,7 +10,7 @@ and quantizers treat as one activation. :func:`fuse_hard_activations` finds, in 
 - hard-sigmoid ``s = r / 6`` (``Div`` by 6 or ``Mul`` by 1/6) and h-swish ``x * s`` or ``(x * r) / 6``.
 
 Every intermediate tensor must have exactly one consumer and not be a graph output, so nothing else changes.
-The caller (:func:`edgeconv.onnx_export.convert_onnx`) keeps the result only if onnxruntime outputs still match.
+The caller (:func:`edgeconv.onnx.convert.convert_onnx`) keeps the result only if onnxruntime outputs still match.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ use it), but fp32 XNNPACK already runs ``HARD_SWISH`` natively, so export only r
 
 The rewrite edits the FlatBuffer with TensorFlow's ``schema_py_generated`` object API. Export keeps its result only
 if its SQNR against Keras on calibration inputs stays within 3 dB of the converter's int8 (:func:`check_parity`,
-:mod:`edgeconv.phone_ready`) and then validates it against Keras as usual.
+:mod:`edgeconv.pipeline.phone_ready`) and then validates it against Keras as usual.
 """
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def decompose_hard_swish(data: bytes, dtypes=("int8",)) -> RewriteResult:
     """Replace every ``HARD_SWISH`` whose activations are one of ``dtypes`` ("int8", "float32") by ADD/MUL/MUL."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    from .metadata import read_model_object
+    from edgeconv.pipeline.metadata import read_model_object
 
     model = read_model_object(data)
     tt = schema.TensorType
@@ -172,8 +172,8 @@ def check_parity(before: bytes, after: bytes, x: np.ndarray, reference: np.ndarr
     """Run both models (LiteRT, XNNPACK) on float model inputs ``x``: max abs difference of the (dequantized) first
     outputs, in absolute terms and in output quantization steps, top-1 agreement, and with ``reference`` (the Keras
     outputs for ``x``) the SQNR of each against it."""
-    from .compare import sqnr_db
-    from .runners import LiteRTRunner
+    from edgeconv.verify.compare import sqnr_db
+    from edgeconv.runtime.runners import LiteRTRunner
 
     a, b = LiteRTRunner(before), LiteRTRunner(after)
     ya, yb = a.run(x)[0], b.run(x)[0]

@@ -3,7 +3,7 @@
 The model is traced as a ``tf.function`` with a fixed ``TensorSpec`` and converted with
 ``tf2onnx.convert.from_function``: this touches no Keras-internal attribute (``output_names``, ``_get_save_spec``),
 which is what breaks ``from_keras`` across Keras versions. tf2onnx's own problems are handled in
-:mod:`edgeconv.tf2onnx_compat`. The bytes are deterministic: same model and options -> same file.
+:mod:`edgeconv.onnx.compat`. The bytes are deterministic: same model and options -> same file.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import EdgeconvError, UsageError
+from edgeconv.errors import EdgeconvError, UsageError, first_line
 
 MIN_OPSET, MAX_OPSET = 13, 18  # per-axis QuantizeLinear needs 13; tf2onnx 1.17 knows opsets up to 18
 PARITY_ATOL = 1e-5  # a rewrite is kept only if outputs move by at most this (relative to max(1, |output|))
@@ -211,7 +211,7 @@ def _run_all(proto, names: list[str], x, layout: str) -> dict[str, np.ndarray]:
     import onnx
     from onnx import TensorProto, helper
 
-    from .runners import OnnxRunner
+    from edgeconv.runtime.runners import OnnxRunner
 
     model = onnx.ModelProto()
     model.CopyFrom(proto)
@@ -256,21 +256,20 @@ def convert_onnx(model, *, opset: int = 17, batch_size: int | None = 1, nchw: bo
     import tensorflow as tf
     import tf2onnx
 
-    from .console import quiet_native
-    from .onnx_rewrite import drop_noop_reshapes, fuse_hard_activations
-    from .tf2onnx_compat import (grouped_conv_without_xla, quiet_tf2onnx, register_erfc_handler,
+    from edgeconv.onnx.rewrite import drop_noop_reshapes, fuse_hard_activations
+    from edgeconv.onnx.compat import (grouped_conv_without_xla, quiet_tf2onnx, register_erfc_handler,
                                  transpose_optimizer_scalar_add_fix)
 
     forward, sig, in_name = _trace(model, batch_size, tf)
     layout = "nchw" if nchw else "nhwc"
     register_erfc_handler()
     try:
-        with (quiet_native(), quiet_tf2onnx() as log, transpose_optimizer_scalar_add_fix(),
+        with (quiet_tf2onnx() as log, transpose_optimizer_scalar_add_fix(),
               grouped_conv_without_xla()):
             proto, _ = tf2onnx.convert.from_function(forward, input_signature=sig, opset=int(opset),
                                                      inputs_as_nchw=[f"{in_name}:0"] if nchw else None)
     except Exception as e:  # tf2onnx raises many types; the user gets one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise EdgeconvError(f"tf2onnx cannot convert {model.name}: {msg}") from None
     warnings = log.summaries()
     _freeze_captured_inputs(proto, forward, in_name)
@@ -290,7 +289,7 @@ def convert_onnx(model, *, opset: int = 17, batch_size: int | None = 1, nchw: bo
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
         raise EdgeconvError(f"tf2onnx produced an invalid ONNX model for {model.name}: "
-                            f"{str(e).strip().splitlines()[0]}") from None
+                            f"{first_line(e)}") from None
     transposes = sum(n.op_type == "Transpose" for n in proto.graph.node)
     warnings = [f"{w}; {transposes} Transpose nodes left" if "optimize_transpose" in w else w for w in warnings]
     return OnnxResult(model_bytes=proto.SerializeToString(deterministic=True),

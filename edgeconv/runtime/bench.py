@@ -5,7 +5,7 @@ Runtimes are the ones validation uses: LiteRT with its default XNNPACK delegate 
 provider for ``.onnx``. The Keras reference is timed as a ``tf.function`` (the model called inside a
 ``tf.function`` in inference mode), which is how it would be served in Python; eager calls are ~20x slower and
 would flatter every artifact. Quality figures come from ``report.json`` when the folder has one (written by
-``edgeconv export`` / ``edgeconv validate``), otherwise from a fresh :func:`edgeconv.validate.validate` run.
+``edgeconv export`` / ``edgeconv validate``), otherwise from a fresh :func:`edgeconv.verify.validate.validate` run.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EdgeconvError, UsageError
-from .manifest import Manifest
+from edgeconv.errors import EdgeconvError, UsageError, first_line
+from edgeconv.pipeline.manifest import Manifest
 
 __all__ = ["BenchRow", "BenchReport", "bench", "time_call", "table_columns", "table_rows"]
 
@@ -117,7 +117,7 @@ def _quality(folder: Path, revalidate: bool, samples: int, seed: int) -> tuple[d
             return out, f"{REPORT} ({d.get('samples', '?')} held-out inputs: {d.get('inputs', '')})"
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             pass  # an unreadable report is re-derived below
-    from .validate import validate
+    from edgeconv.verify.validate import validate
 
     rep = validate(folder, samples=samples, seed=seed, write=False, layers_on_failure=False)
     out = {}
@@ -136,15 +136,15 @@ def _bench_input(manifest: Manifest, seed: int) -> np.ndarray:
 
 
 def _tflite_callable(path: Path, x: np.ndarray, threads: int):
-    from .runners import LiteRTRunner
+    from edgeconv.runtime.runners import LiteRTRunner
 
     r = LiteRTRunner(path, num_threads=threads, xnnpack=True)
-    r._set_input(x)  # noqa: SLF001 - quantize/set once; time invoke() only, as LiteRT's benchmark_model does
+    r.set_input(x)  # quantize/set once; time invoke() only, as LiteRT's benchmark_model does
     return r.interpreter.invoke
 
 
 def _onnx_callable(path: Path, x: np.ndarray, threads: int, layout: str):
-    from .runners import OnnxRunner
+    from edgeconv.runtime.runners import OnnxRunner
 
     r = OnnxRunner(path, num_threads=threads, layout=layout)
     xi = np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if layout == "nchw" else x
@@ -155,7 +155,7 @@ def _onnx_callable(path: Path, x: np.ndarray, threads: int, layout: str):
 def _keras_callable(path: Path, x: np.ndarray, threads: int):
     import tensorflow as tf
 
-    from .load import load_keras_file
+    from edgeconv.pipeline.load import load_keras_file
 
     note = None
     if tf.config.threading.get_intra_op_parallelism_threads() != threads:
@@ -200,44 +200,41 @@ def bench(folder, *, threads: int = 1, runs: int = 50, warmup: int = 5, keras: b
     for rec in records:
         if not (folder / rec.file).exists():
             raise EdgeconvError(f"{folder / rec.file} is listed in the manifest but missing")
-    from .console import quiet_native
-
     x = _bench_input(manifest, seed)
     notes: list[str] = []
-    with quiet_native():
-        quality, quality_source = _quality(folder, revalidate, samples, seed)
-        rows: list[BenchRow] = []
-        ref_row = None
-        if keras:
-            ref = manifest.reference.get("file")
-            if not ref or not (folder / ref).exists():
-                notes.append("Keras reference missing: no speed-up column")
-            else:
-                ref_row = BenchRow(ref, "keras", "fp32", "tf.function", (folder / ref).stat().st_size, "reference")
-                try:
-                    call, note = _keras_callable(folder / ref, x, threads)
-                    if note:
-                        notes.append(note)
-                    med, p90 = _stats(time_call(call, runs, warmup))
-                    ref_row.median_ms, ref_row.p90_ms, ref_row.speedup = med, p90, 1.0
-                except Exception as e:  # noqa: BLE001 - a reference that cannot be timed leaves the rest useful
-                    ref_row.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                rows.append(ref_row)
-        for rec in records:
-            path = folder / rec.file
-            verdict, sqnr, top1, acc = quality.get(rec.file, ("not validated", None, None, None))
-            row = BenchRow(rec.file, rec.format, rec.precision,
-                           "LiteRT+XNNPACK" if rec.format == "tflite" else "onnxruntime",
-                           path.stat().st_size, verdict, sqnr, top1, acc)
+    quality, quality_source = _quality(folder, revalidate, samples, seed)
+    rows: list[BenchRow] = []
+    ref_row = None
+    if keras:
+        ref = manifest.reference.get("file")
+        if not ref or not (folder / ref).exists():
+            notes.append("Keras reference missing: no speed-up column")
+        else:
+            ref_row = BenchRow(ref, "keras", "fp32", "tf.function", (folder / ref).stat().st_size, "reference")
             try:
-                fn = (_tflite_callable(path, x, threads) if rec.format == "tflite"
-                      else _onnx_callable(path, x, threads, rec.layout))
-                row.median_ms, row.p90_ms = _stats(time_call(fn, runs, warmup))
-                if ref_row is not None and ref_row.median_ms:
-                    row.speedup = ref_row.median_ms / row.median_ms
-            except EdgeconvError as e:
-                row.error = str(e)
-            rows.append(row)
+                call, note = _keras_callable(folder / ref, x, threads)
+                if note:
+                    notes.append(note)
+                med, p90 = _stats(time_call(call, runs, warmup))
+                ref_row.median_ms, ref_row.p90_ms, ref_row.speedup = med, p90, 1.0
+            except Exception as e:  # noqa: BLE001 - a reference that cannot be timed leaves the rest useful
+                ref_row.error = f"{type(e).__name__}: {first_line(e)}"
+            rows.append(ref_row)
+    for rec in records:
+        path = folder / rec.file
+        verdict, sqnr, top1, acc = quality.get(rec.file, ("not validated", None, None, None))
+        row = BenchRow(rec.file, rec.format, rec.precision,
+                       "LiteRT+XNNPACK" if rec.format == "tflite" else "onnxruntime",
+                       path.stat().st_size, verdict, sqnr, top1, acc)
+        try:
+            fn = (_tflite_callable(path, x, threads) if rec.format == "tflite"
+                  else _onnx_callable(path, x, threads, rec.layout))
+            row.median_ms, row.p90_ms = _stats(time_call(fn, runs, warmup))
+            if ref_row is not None and ref_row.median_ms:
+                row.speedup = ref_row.median_ms / row.median_ms
+        except EdgeconvError as e:
+            row.error = str(e)
+        rows.append(row)
     return BenchReport(folder, manifest.model.get("name", folder.name), list(manifest.model["input_shape"]),
                        threads, runs, warmup, rows, quality_source, notes)
 

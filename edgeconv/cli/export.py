@@ -1,0 +1,99 @@
+"""``edgeconv export``: options -> :class:`~edgeconv.options.ExportOptions` -> :func:`edgeconv.pipeline.export.export`."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from edgeconv.cli.params import (KeyValue, NumberList, debug_option, native_output, precision_flags,
+                                 validation_flags, validation_options)
+from edgeconv.options import FALLBACKS, IO_TYPES
+from edgeconv.pipeline.phone_ready import TARGETS
+
+__all__ = ["export", "preprocessing_from"]
+
+
+def preprocessing_from(mean, std, scale, bgr):
+    """--mean/--std/--scale/--bgr -> an ``edgeconv.models.Preprocessing`` for user models (None when none given)."""
+    if mean is None and std is None and scale is None and not bgr:
+        return None
+    from edgeconv.errors import UsageError
+    from edgeconv.models import Preprocessing
+
+    std_v = std if std is not None else (1.0,)
+    if any(v == 0 for v in std_v):
+        raise UsageError("--std must not be 0")
+    return Preprocessing("custom", scale=1.0 if scale is None else float(scale),
+                         mean=mean if mean is not None else (0.0,), std=std_v, bgr=bgr)
+
+
+@click.command()
+@click.argument("model")
+@precision_flags
+@click.option("--all", "all_", is_flag=True, help="Every precision and format above.")
+@click.option("--io", "io_type", type=click.Choice(IO_TYPES), default="int", show_default=True,
+              help="Input/output type of full-int8 TFLite.")
+@click.option("--calibration", type=click.Path(), help="Image folder, .npy or .npz; default: embedded photo set.")
+@click.option("--calib-samples", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(), default="artifacts", show_default=True)
+@click.option("--input-size", type=int, help="Zoo models: square input size.")
+@click.option("--classes", type=int, help="Zoo models: number of classes.")
+@click.option("--alpha", type=float, help="Zoo models: width multiplier (MobileNets).")
+@click.option("--width", "width_items", type=KeyValue(), multiple=True,
+              help="Zoo models: any width knob of the family (e.g. groups=3, width_coefficient=0.5).")
+@click.option("--weights", type=click.Path(), help="Weights file to load into a zoo model.")
+@click.option("--mean", type=NumberList(), help="User models: per-channel mean (one or three numbers).")
+@click.option("--std", type=NumberList(), help="User models: per-channel std.")
+@click.option("--scale", type=float, help="User models: pixel scale applied before mean/std (e.g. 0.00392157).")
+@click.option("--bgr", is_flag=True, help="User models: the model expects BGR channel order.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
+@click.option("--nchw", is_flag=True, help="ONNX input in NCHW layout.")
+@click.option("--dynamic-batch", is_flag=True, help="Keep the batch dimension open (default: fixed batch 1).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-validate", is_flag=True, help="Skip the validation against the Keras reference.")
+@click.option("--fallback", type=click.Choice(FALLBACKS), default="none", show_default=True,
+              help="auto: when int8 misses its target, keep the worst layers in float and re-convert.")
+@click.option("--keep-float", multiple=True, metavar="LAYER", help="Keep this layer in float in int8 (repeatable).")
+@click.option("--target", type=click.Choice(list(TARGETS)),
+              help="Device class defaults: " + "; ".join(f"{t.name} = {t.help}" for t in TARGETS.values()))
+@click.option("--class-labels", type=click.Path(), help="Class names, one per line: embedded in every .tflite "
+              "and written as labels.txt.")
+@click.option("--model-version", default="1", show_default=True, help="Version string embedded in the metadata.")
+@click.option("--no-rewrite", is_flag=True, help="Keep int8 HARD_SWISH as converted (no XNNPACK decomposition).")
+@validation_flags
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@debug_option
+def export(model, want, all_, io_type, calibration, calib_samples, out_dir, input_size, classes, alpha, width_items,
+           weights, mean, std, scale, bgr, opset, nchw, dynamic_batch, seed, no_validate, fallback, keep_float,
+           target, class_labels, model_version, no_rewrite, data, samples, atol, min_sqnr, min_top1, labels, quiet):
+    """Export MODEL (zoo name, .keras, .h5 or SavedModel folder) to TFLite / ONNX and validate it."""
+    from edgeconv.cli.output import print_validation, print_warnings
+    from edgeconv.console import print_table
+    from edgeconv.errors import ValidationFailed
+    from edgeconv.options import ExportOptions
+    from edgeconv.pipeline.export import convert_summary, export as run_export
+    from edgeconv.precisions import ALL_KEYS
+
+    width = ({} if alpha is None else {"alpha": alpha}) | dict(width_items)
+    opts = ExportOptions(
+        precisions=tuple(ALL_KEYS) if all_ else tuple(want), out_dir=out_dir, calibration=calibration,
+        calib_samples=calib_samples, io_type=io_type, batch_size=None if dynamic_batch else 1,
+        input_size=input_size, classes=classes, width=width, weights=weights,
+        preprocessing=preprocessing_from(mean, std, scale, bgr), opset=opset, nchw=nchw, seed=seed,
+        validate=not no_validate, validation=validation_options(data, samples, atol, min_sqnr, min_top1, labels),
+        fallback=fallback, keep_float=tuple(keep_float), quiet=quiet, target=target, class_labels=class_labels,
+        model_version=model_version, rewrite=not no_rewrite,
+        command=" ".join(shlex.quote(a) for a in ["edgeconv", *sys.argv[1:]]))
+    with native_output():
+        result = run_export(model, opts)
+    print_warnings(result.warnings)
+    cols, rows = convert_summary(result)
+    print_table(f"{result.name} -> {result.out_dir}", cols, rows, right_align={"MB", "vs fp32", "convert s"})
+    if result.calibration_note:
+        click.echo(f"calibration: {result.calibration_note}")
+    if result.validation is not None:
+        print_validation(result.validation)
+        if not result.validation.passed:
+            raise ValidationFailed(f"validation failed: {result.validation.summary_line()} "
+                                   f"(see {result.out_dir / 'report.md'})")

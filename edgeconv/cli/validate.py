@@ -1,0 +1,28 @@
+"""``edgeconv validate``: :func:`edgeconv.verify.validate.validate` on a folder or one artifact; exit 1 on FAIL."""
+from __future__ import annotations
+
+import click
+
+from edgeconv.cli.params import debug_option, native_output, validation_flags, validation_options
+
+__all__ = ["validate"]
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+@validation_flags
+@click.option("--layers", is_flag=True, help="Also compare every TFLite tensor with the Keras layer outputs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@debug_option
+def validate(path, data, samples, atol, min_sqnr, min_top1, labels, layers, seed):
+    """Validate an export folder (or one artifact in it) against its Keras reference: exit 0 pass, 1 fail."""
+    from edgeconv.cli.output import print_validation
+    from edgeconv.errors import ValidationFailed
+    from edgeconv.verify.validate import validate as run_validation
+
+    opts = validation_options(data, samples, atol, min_sqnr, min_top1, labels, layers=layers, seed=seed)
+    with native_output():
+        report = run_validation(path, opts)
+    print_validation(report)
+    if not report.passed:
+        raise ValidationFailed(f"validation failed: {report.summary_line()}")

@@ -1,0 +1,131 @@
+"""Typed options that travel between stages: one frozen value per run, shared by the CLI, the library and
+``validate``. Stages read fields, never string keys; a mistake is one :class:`~edgeconv.errors.UsageError`, raised by
+:meth:`check` before any work starts.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, Mapping
+
+from edgeconv.errors import UsageError
+
+IoType = Literal["int", "float"]
+Fallback = Literal["none", "auto"]
+Layout = Literal["nhwc", "nchw"]
+Format = Literal["tflite", "onnx"]
+PrecisionName = Literal["fp32", "fp16", "dynamic", "int8", "int16x8"]
+
+IO_TYPES: tuple[str, ...] = ("int", "float")
+FALLBACKS: tuple[str, ...] = ("none", "auto")
+
+__all__ = ["ExportOptions", "ValidationOptions", "IoType", "Fallback", "Layout", "Format", "PrecisionName",
+           "IO_TYPES", "FALLBACKS", "with_overrides"]
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """How artifacts are judged against the Keras reference (:func:`edgeconv.verify.validate.validate`).
+
+    ``data``: held-out inputs (image folder, .npy, .npz; None: what the export recorded, else the embedded photo
+    set's validation split). ``atol`` / ``min_sqnr`` / ``min_top1`` override the per-precision defaults
+    (:func:`edgeconv.verify.compare.tolerance_for`). ``labels``: .npy/.txt of class labels. ``layers``: layer-wise
+    report for every TFLite artifact; ``layers_on_failure``: for failing fp16/int8/int16x8 TFLite artifacts.
+    ``write``: report.json + report.md (+ plots) into the folder.
+    """
+
+    data: str | os.PathLike | None = None
+    samples: int = 200
+    atol: float | None = None
+    min_sqnr: float | None = None
+    min_top1: float | None = None
+    labels: str | os.PathLike | None = None
+    layers: bool = False
+    layers_on_failure: bool = True
+    write: bool = True
+    seed: int = 0
+    num_threads: int = 1
+
+    def check(self) -> "ValidationOptions":
+        if self.samples < 1:
+            raise UsageError(f"--samples must be >= 1, got {self.samples}")
+        if self.min_top1 is not None and not 0 <= self.min_top1 <= 1:
+            raise UsageError(f"--min-top1 must be between 0 and 1, got {self.min_top1}")
+        if self.num_threads < 1:
+            raise UsageError(f"threads must be >= 1, got {self.num_threads}")
+        return self
+
+    @property
+    def overrides(self) -> dict[str, float]:
+        """The tolerance overrides the user gave (for the report)."""
+        return {k: v for k, v in (("atol", self.atol), ("min_sqnr", self.min_sqnr), ("min_top1", self.min_top1))
+                if v is not None}
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Everything one export run needs besides the model source (:func:`edgeconv.pipeline.export.export`).
+
+    ``precisions``: keys of :data:`edgeconv.precisions.PRECISIONS` (fp32 is always added). ``calibration``: image
+    folder, .npy/.npz, or None for the embedded photo set. ``input_size`` / ``classes`` / ``width`` reach the zoo
+    builder; ``preprocessing`` (an ``edgeconv.models.Preprocessing``) overrides the model's own. ``target`` adds a
+    device class's precisions (:data:`edgeconv.pipeline.phone_ready.TARGETS`). ``command`` is what the manifest
+    records as the command line (the CLI passes its own; library calls record a Python call).
+    """
+
+    precisions: tuple[str, ...] = ("fp32",)
+    out_dir: str | os.PathLike = "artifacts"
+    calibration: str | os.PathLike | None = None
+    calib_samples: int = 200
+    io_type: IoType = "int"
+    batch_size: int | None = 1
+    input_size: int | tuple[int, int] | None = None
+    classes: int | None = None
+    width: Mapping[str, Any] = field(default_factory=dict)
+    weights: str | os.PathLike | None = None
+    preprocessing: Any = None
+    opset: int = 17
+    nchw: bool = False
+    seed: int = 0
+    validate: bool = True
+    validation: ValidationOptions = field(default_factory=ValidationOptions)
+    fallback: Fallback = "none"
+    keep_float: tuple[str, ...] = ()
+    command: str | None = None
+    quiet: bool = False
+    target: str | None = None
+    class_labels: str | os.PathLike | None = None
+    model_version: str = "1"
+    rewrite: bool = True
+
+    def __post_init__(self):  # accept lists where tuples are meant; frozen, so through object.__setattr__
+        object.__setattr__(self, "precisions", tuple(self.precisions))
+        object.__setattr__(self, "keep_float", tuple(str(k) for k in self.keep_float))
+        object.__setattr__(self, "width", dict(self.width or {}))
+        object.__setattr__(self, "model_version", str(self.model_version))
+
+    def check(self) -> "ExportOptions":
+        """Option checks that need no model; the ones that need the precision list run in the export."""
+        if self.io_type not in IO_TYPES:
+            raise UsageError(f"io_type must be one of {', '.join(IO_TYPES)}, got {self.io_type!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.fallback not in FALLBACKS:
+            raise UsageError(f"fallback must be 'none' or 'auto', got {self.fallback!r}")
+        if self.calib_samples < 1:
+            raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
+        if self.fallback == "auto" and not self.validate:
+            raise UsageError("--fallback auto needs validation to know whether int8 meets its target; "
+                             "drop --no-validate")
+        self.validation.check()
+        return self
+
+
+def with_overrides(base, overrides: Mapping[str, Any]):
+    """``base`` with keyword ``overrides`` (the library's keyword API); an unknown keyword is a UsageError."""
+    names = {f.name for f in fields(base)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise UsageError(f"unknown option(s) {', '.join(unknown)} for {type(base).__name__}; "
+                         f"known: {', '.join(sorted(names))}")
+    return replace(base, **overrides) if overrides else base

@@ -1,0 +1,95 @@
+"""One converter per artifact kind: each row of the formats table (:data:`edgeconv.precisions.PRECISIONS`) carries
+the function here that makes its bytes. A converter gets everything it needs in one :class:`ConvertContext` and
+returns a :class:`Conversion` (bytes + typed manifest fields + warnings); it mutates nothing it was given.
+
+The phone-ready finishing step (int8 h-swish rewrite for XNNPACK, embedded metadata) runs after the converter, in
+:mod:`edgeconv.pipeline.phone_ready`, and verifies its rewrite against the Keras model on calibration inputs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgeconv.options import ExportOptions
+    from edgeconv.pipeline.load import LoadedModel
+    from edgeconv.precisions import Precision
+
+__all__ = ["ConvertContext", "Conversion", "convert_tflite_artifact", "convert_onnx_artifact",
+           "convert_onnx_int8_artifact"]
+
+
+@dataclass(frozen=True)
+class ConvertContext:
+    """What every converter may read: the loaded model, its one trace, calibration inputs and the options."""
+
+    loaded: "LoadedModel"
+    saved_model: Path
+    calibration_x: np.ndarray | None
+    options: "ExportOptions"
+    onnx_fp32: bytes | None = None  # the float ONNX of this export, once made (ONNX int8 quantizes it)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A converter's result: the artifact's bytes, its layout, and typed manifest fields (``ArtifactRecord``)."""
+
+    data: bytes
+    layout: str = "nhwc"
+    opset: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # names of ArtifactRecord fields only
+    warnings: tuple[str, ...] = ()
+
+
+def convert_tflite_artifact(p: "Precision", ctx: ConvertContext) -> Conversion:
+    """TFLite at ``p.precision`` from the traced SavedModel; int8 with ``--keep-float`` layers goes through TF's
+    selective quantization (:func:`edgeconv.verify.fallback.convert_with_keep_float`)."""
+    opts = ctx.options
+    io_type = opts.io_type if p.needs_calibration else None
+    if p.key == "int8" and opts.keep_float:
+        from edgeconv.verify.fallback import convert_with_keep_float
+
+        data = convert_with_keep_float(ctx.saved_model, ctx.calibration_x, list(opts.keep_float), opts.io_type)
+        return Conversion(data, fields={"io_type": io_type, "kept_float": list(opts.keep_float)})
+    from edgeconv.tflite.convert import convert_tflite
+
+    data = convert_tflite(ctx.saved_model, p.precision, ctx.calibration_x, opts.io_type)
+    return Conversion(data, fields={"io_type": io_type or "float"})
+
+
+def _onnx_fp32(ctx: ConvertContext) -> tuple[bytes, dict, tuple[str, ...]]:
+    from edgeconv.onnx.convert import convert_onnx
+
+    x = ctx.calibration_x
+    opts = ctx.options
+    res = convert_onnx(ctx.loaded.model, opset=opts.opset, batch_size=opts.batch_size, nchw=opts.nchw,
+                       verify_inputs=None if x is None else x[:8])  # rewrites checked on real inputs
+    return (res.model_bytes, {"onnx_rewrites": {"leftover_transposes": res.leftover_transposes,
+                                                "rewrites": res.rewrites}}, tuple(res.warnings))
+
+
+def convert_onnx_artifact(p: "Precision", ctx: ConvertContext) -> Conversion:
+    """float32 ONNX through tf2onnx (:func:`edgeconv.onnx.convert.convert_onnx`)."""
+    data, fields_, warnings = _onnx_fp32(ctx)
+    return Conversion(data, "nchw" if ctx.options.nchw else "nhwc", ctx.options.opset, fields_, warnings)
+
+
+def convert_onnx_int8_artifact(p: "Precision", ctx: ConvertContext) -> Conversion:
+    """Static int8 ONNX: the export's float ONNX (made here when --onnx was not asked for) quantized by
+    onnxruntime (:func:`edgeconv.onnx.quantize.quantize_onnx_int8`)."""
+    from edgeconv.onnx.quantize import quantize_onnx_int8
+
+    warnings: tuple[str, ...] = ()
+    fp32 = ctx.onnx_fp32
+    if fp32 is None:
+        fp32, _, warnings = _onnx_fp32(ctx)
+    notes: list[str] = []
+    data = quantize_onnx_int8(fp32, ctx.calibration_x, nchw=ctx.options.nchw, warnings=notes)
+    return Conversion(data, "nchw" if ctx.options.nchw else "nhwc", ctx.options.opset,
+                      {"quantization": "QDQ per-channel int8"}, warnings + tuple(notes))
+
+
+Converter = Callable[["Precision", ConvertContext], Conversion]

@@ -1,0 +1,384 @@
+"""One export run, as named stages: prepare -> convert -> manifest -> publish -> validate (and fall back).
+
+- :func:`prepare` loads the model, the calibration inputs and the labels, initializes a random zoo model's BatchNorm
+  statistics, saves the byte-deterministic Keras reference and traces the model once.
+- :func:`convert_all` runs each selected precision's converter (:data:`edgeconv.precisions.PRECISIONS`) and the
+  phone-ready finishing step.
+- :func:`build_manifest` records every artifact (sha256, I/O, quantization, ops) and the run's provenance.
+- :func:`publish` moves the staged files into ``OUT/<name>/`` (manifest last), so a failed or interrupted run leaves
+  nothing half-written.
+- :func:`validate_and_fallback` validates against the Keras reference and, with ``fallback="auto"``, re-converts an
+  int8 that misses its target.
+
+Stages return values; nothing is shared through mutable lists. No global side effect on the caller: random state is
+seeded locally (:func:`edgeconv.pipeline.seeding.seeded`), native output is the CLI's business, no chdir, no argv.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgeconv import console
+from edgeconv.errors import EdgeconvError, UsageError
+from edgeconv.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from edgeconv.options import ExportOptions, with_overrides
+from edgeconv.pipeline.convert import ConvertContext
+from edgeconv.pipeline.load import LoadedModel, load_model
+from edgeconv.pipeline.manifest import (MANIFEST, ArtifactRecord, Manifest, WeightsRecord, onnx_details,
+                                        tflite_details, tool_versions)
+from edgeconv.pipeline.metadata import LABELS_FILE, labels_text
+from edgeconv.pipeline.reference import save_reference
+from edgeconv.pipeline.seeding import seeded
+from edgeconv.precisions import PRECISIONS, Precision, resolve
+
+__all__ = ["export", "ExportResult", "Prepared", "prepare", "convert_all", "build_manifest", "publish",
+           "validate_and_fallback", "convert_summary"]
+
+INT8 = PRECISIONS["int8"]
+BN_ESTIMATION_SAMPLES = 64
+INT16X8_SPEED_NOTE = ("int16x8 is for accuracy, not speed: XNNPACK has no int16 kernels, so LiteRT runs it on "
+                      "reference kernels (~30x slower than fp32 for the MobileNets, benchmarks/RESULTS.md table 4)")
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    name: str
+    manifest: Manifest
+    calibration_note: str | None = None
+    seconds: dict = field(default_factory=dict)
+    validation: object | None = None  # edgeconv.verify.validate.ValidationReport when validation ran
+    warnings: list[str] = field(default_factory=list)
+    fallback: object | None = None  # edgeconv.verify.fallback.FallbackResult when --fallback auto had to act
+    options: ExportOptions | None = None
+
+    @property
+    def artifacts(self) -> list[ArtifactRecord]:
+        return self.manifest.artifacts
+
+    def path(self, key: str) -> Path:
+        for a in self.artifacts:
+            if a.key == key:
+                return self.out_dir / a.file
+        raise KeyError(key)
+
+    def summary_rows(self) -> list[list]:
+        base = next((a.bytes for a in self.artifacts if a.key == "fp32"), None)
+        rows = []
+        for a in self.artifacts:
+            ratio = f"{a.bytes / base:.2f}x" if base else "-"
+            io = ", ".join(f"{s['dtype']}" for s in a.inputs) + " -> " + ", ".join(s["dtype"] for s in a.outputs)
+            rows.append([a.file, a.format, a.precision, f"{a.bytes / 1e6:.3f}", ratio, io,
+                         f"{self.seconds.get(a.key, 0):.1f}"])
+        return rows
+
+
+@dataclass
+class Prepared:
+    """What :func:`prepare` made: everything the converters and the manifest need."""
+
+    loaded: LoadedModel
+    calib: object | None  # edgeconv.pipeline.inputs.InputSet of calibration inputs, when a precision needs them
+    weights: WeightsRecord
+    labels: list[str] | None
+    reference_file: str
+    saved_model: Path
+    warnings: list[str]
+    seconds: dict[str, float]
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def calibration_x(self) -> np.ndarray | None:
+        return None if self.calib is None else self.calib.x
+
+
+@dataclass
+class Artifact:
+    """One converted, finished artifact, staged but not yet published."""
+
+    precision: Precision
+    record: ArtifactRecord
+    seconds: float
+    warnings: list[str]
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".edgeconv-write-test-"):
+            pass
+    except OSError as e:
+        raise EdgeconvError(f"cannot write to output folder {out_dir}: {e.strerror or e}") from None
+
+
+def _check(selected: list[Precision], opts: ExportOptions) -> None:
+    """Checks that need the resolved precision list (the rest are in :meth:`ExportOptions.check`)."""
+    if opts.nchw and not any(p.format == "onnx" for p in selected):
+        raise UsageError("--nchw only applies to ONNX artifacts; add --onnx")
+    if (opts.fallback == "auto" or opts.keep_float) and not any(p.key == "int8" for p in selected):
+        raise UsageError("--fallback and --keep-float apply to the int8 TFLite artifact; add --int8")
+    if opts.calibration is not None and not Path(opts.calibration).exists():
+        raise EdgeconvError(f"calibration data not found: {opts.calibration}")
+
+
+def _calibration_inputs(loaded: LoadedModel, path, num: int, seed: int):
+    from edgeconv.pipeline.inputs import model_inputs
+
+    return model_inputs(path, input_shape=loaded.input_shape, preprocessing=loaded.preprocessing, num=num,
+                        split="calibration", seed=seed)
+
+
+def _init_random_zoo_weights(loaded: LoadedModel, opts: ExportOptions, calib) -> tuple[WeightsRecord, str | None]:
+    """A zoo model without ``--weights`` has random weights (nothing is downloaded). Its BatchNorm statistics are
+    re-estimated on calibration images (:mod:`edgeconv.models.batchnorm`) so activations keep a realistic scale and
+    its output depends on its input; otherwise nothing about the export could be validated."""
+    if opts.weights is not None:
+        path = Path(opts.weights)
+        return WeightsRecord("file", path=str(path), sha256=sha256_file(path) if path.is_file() else None), None
+    if loaded.source_kind != "zoo":
+        return WeightsRecord("model_file"), None
+    from edgeconv.models.batchnorm import batchnorm_layers, estimate_batchnorm_statistics
+
+    if not batchnorm_layers(loaded.model):
+        return WeightsRecord("random", seed=opts.seed), None
+    x = calib.x if calib is not None else _calibration_inputs(loaded, opts.calibration, BN_ESTIMATION_SAMPLES,
+                                                               opts.seed).x
+    with console.step("estimate BatchNorm statistics (random weights)", opts.quiet):
+        n = estimate_batchnorm_statistics(loaded.model, x, max_samples=BN_ESTIMATION_SAMPLES)
+    note = (f"{loaded.name} has random weights (pass --weights for trained ones); the statistics of its {n} "
+            f"BatchNorm layers were estimated on {min(len(x), BN_ESTIMATION_SAMPLES)} calibration images so its "
+            f"activations have a realistic scale")
+    return WeightsRecord("random", seed=opts.seed, batchnorm_estimated=True), note
+
+
+def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path, work: Path) -> Prepared:
+    """Load -> labels -> calibration inputs -> (random zoo weights: BN statistics) -> Keras reference -> trace."""
+    from edgeconv.pipeline.trace import trace
+
+    warnings: list[str] = []
+    seconds: dict[str, float] = {}
+    with seeded(opts.seed):  # zoo weights and BN estimation are reproducible; the caller's RNGs are left alone
+        with console.step(f"load {source}", opts.quiet):
+            loaded = load_model(source, weights=opts.weights, input_size=opts.input_size, classes=opts.classes,
+                                width=opts.width, preprocessing=opts.preprocessing)
+        labels = None
+        if opts.class_labels is not None:
+            from edgeconv.pipeline.metadata import load_class_labels
+
+            labels = load_class_labels(opts.class_labels, classes=int(loaded.model.output_shape[-1]))
+        calib = None
+        if any(p.needs_calibration for p in selected):
+            with console.step("load calibration data", opts.quiet):
+                calib = _calibration_inputs(loaded, opts.calibration, opts.calib_samples, opts.seed)
+            warnings += calib.warnings
+            if len(calib.x) < opts.calib_samples:
+                warnings.append(f"calibration: only {len(calib.x)} samples available "
+                                f"(asked for {opts.calib_samples})")
+        weights, note = _init_random_zoo_weights(loaded, opts, calib)
+    if note:
+        warnings.append(note)
+    ref_file = f"{loaded.name}.keras"
+    with console.step("save Keras reference", opts.quiet):
+        save_reference(loaded.model, stage / ref_file)
+    t0 = time.perf_counter()
+    with console.step(f"trace {loaded.name} (batch {opts.batch_size or 'dynamic'})", opts.quiet):
+        saved_model = trace(loaded.model, work, opts.batch_size)
+    seconds["trace"] = time.perf_counter() - t0
+    return Prepared(loaded, calib, weights, labels, ref_file, saved_model, warnings, seconds)
+
+
+def _convert_one(p: Precision, ctx: ConvertContext, prep: Prepared, stage: Path) -> tuple[Artifact, bytes]:
+    from edgeconv.pipeline.phone_ready import PhoneOptions, finish_onnx, finish_tflite
+
+    opts = ctx.options
+    phone = PhoneOptions(opts.target, prep.labels, opts.model_version, opts.rewrite)
+    t0 = time.perf_counter()
+    with console.step(f"convert {p.key}", opts.quiet):
+        conv = p.convert(p, ctx)
+    warnings = list(conv.warnings)
+    converted = conv.data
+    if p.format == "tflite":  # phone-ready: int8 rewrite + embedded metadata
+        data, finish, notes = finish_tflite(p.precision, conv.data, prep.loaded, prep.calibration_x, phone)
+    else:
+        data, finish, notes = finish_onnx(p.precision, conv.data, prep.loaded, conv.layout, phone)
+    warnings += notes
+    seconds = time.perf_counter() - t0
+    fname = p.filename(prep.name)
+    atomic_write_bytes(stage / fname, data)
+    details = tflite_details(data) if p.format == "tflite" else onnx_details(data, conv.layout)
+    record = ArtifactRecord(
+        file=fname, format=p.format, precision=p.precision, key=p.key, sha256=sha256_file(stage / fname),
+        bytes=len(data), inputs=details["inputs"], outputs=details["outputs"], layout=conv.layout, opset=conv.opset,
+        ops=details["ops"], tensor_types=details.get("tensor_types"), **conv.fields, **finish)
+    return Artifact(p, record, seconds, warnings), converted
+
+
+def convert_all(prep: Prepared, selected: list[Precision], opts: ExportOptions, stage: Path) -> list[Artifact]:
+    """Every selected precision, in table order, staged in ``stage``. The float ONNX feeds the ONNX int8."""
+    ctx = ConvertContext(prep.loaded, prep.saved_model, prep.calibration_x, opts)
+    out = []
+    for p in selected:
+        artifact, converted = _convert_one(p, ctx, prep, stage)
+        if p.key == "onnx":
+            ctx = replace(ctx, onnx_fp32=converted)
+        out.append(artifact)
+    return out
+
+
+def build_manifest(prep: Prepared, artifacts: list[Artifact], opts: ExportOptions, stage: Path,
+                   command: str) -> Manifest:
+    loaded, calib = prep.loaded, prep.calib
+    ref = stage / prep.reference_file
+    return Manifest(
+        model={"name": prep.name, "source": loaded.source, "source_kind": loaded.source_kind,
+               "input_shape": list(loaded.input_shape), "classes": int(loaded.model.output_shape[-1]),
+               "params": int(loaded.model.count_params()), "zoo": loaded.zoo, "build_kwargs": loaded.build_kwargs,
+               "weights": prep.weights.to_dict()},
+        reference={"file": prep.reference_file, "sha256": sha256_file(ref), "bytes": ref.stat().st_size},
+        preprocessing={**loaded.preprocessing.to_dict(), "assumed": loaded.preprocessing_assumed},
+        calibration=None if calib is None else {
+            "source": calib.source, "path": None if opts.calibration is None else str(opts.calibration),
+            "count": int(len(calib.x)), "requested": opts.calib_samples,
+            "skipped": [list(s) for s in calib.skipped], "ids": list(calib.ids), "seed": opts.seed},
+        options={"batch_size": opts.batch_size, "io_type": opts.io_type, "opset": opts.opset, "nchw": opts.nchw,
+                 "seed": opts.seed, "target": opts.target, "rewrite": opts.rewrite,
+                 "model_version": opts.model_version,
+                 "class_labels": None if prep.labels is None else LABELS_FILE},
+        artifacts=[a.record for a in artifacts], tools=tool_versions(), command=command)
+
+
+def publish(stage: Path, final: Path, manifest: Manifest, extra_files: dict[str, bytes] | None = None) -> None:
+    """Write the manifest (and ``extra_files``) into ``stage``, then move every file into ``final`` with the
+    manifest last, and drop files of an older export there that this one does not have."""
+    for name, data in (extra_files or {}).items():
+        atomic_write_bytes(stage / name, data)
+    atomic_write_json(stage / MANIFEST, manifest.to_dict())
+    files = [manifest.reference["file"]] + [a.file for a in manifest.artifacts] + list(extra_files or {})
+    final.mkdir(parents=True, exist_ok=True)
+    old: list[str] = []
+    if (final / MANIFEST).exists():
+        try:
+            m = Manifest.load(final)
+            old = [a.file for a in m.artifacts] + [m.reference.get("file", "")]
+        except EdgeconvError:
+            old = []
+    for f in files:
+        os.replace(stage / f, final / f)
+    os.replace(stage / MANIFEST, final / MANIFEST)
+    for f in set(old) - set(files) - {""}:
+        (final / f).unlink(missing_ok=True)
+
+
+def _python_call(source, opts: ExportOptions) -> str:
+    defaults = ExportOptions()
+    changed = {k: getattr(opts, k) for k in ("precisions", "calibration", "input_size", "classes", "weights",
+                                             "io_type", "seed", "target") if getattr(opts, k) != getattr(defaults, k)}
+    args = ", ".join([repr(str(source))] + [f"{k}={v!r}" for k, v in changed.items()])
+    return f"edgeconv.export({args})"
+
+
+def export(source, options: ExportOptions | None = None, **overrides) -> ExportResult:
+    """Export ``source`` (zoo name, .keras, .h5, SavedModel folder) to every precision in ``options.precisions``.
+
+    ``options`` is an :class:`~edgeconv.options.ExportOptions`; keyword arguments override its fields, so
+    ``export("mobilenetv3_small", precisions=["int8"], input_size=96)`` works as well. Returns an
+    :class:`ExportResult`; artifacts land in ``out_dir/<name>/`` with ``manifest.json``.
+    """
+    from edgeconv.pipeline.phone_ready import apply_target
+
+    opts = with_overrides(options or ExportOptions(), overrides)
+    precisions, io_type, rewrite = apply_target(opts.target, opts.precisions, opts.io_type, opts.rewrite)
+    opts = replace(opts, precisions=tuple(precisions), io_type=io_type, rewrite=rewrite).check()
+    selected = resolve(opts.precisions)
+    _check(selected, opts)
+    out_root = Path(opts.out_dir)
+    _check_writable(out_root)
+    stage = Path(tempfile.mkdtemp(prefix=".edgeconv-partial-", dir=out_root))
+    work = Path(tempfile.mkdtemp(prefix="edgeconv-trace-"))
+    try:
+        prep = prepare(source, opts, selected, stage, work)
+        artifacts = convert_all(prep, selected, opts, stage)
+        manifest = build_manifest(prep, artifacts, opts, stage, opts.command or _python_call(source, opts))
+        final = out_root / prep.name
+        publish(stage, final, manifest,
+                {LABELS_FILE: labels_text(prep.labels).encode("utf-8")} if prep.labels is not None else None)
+        warnings = prep.warnings + [w for a in artifacts for w in a.warnings]
+        if any(p.key == "int16x8" for p in selected):
+            warnings.insert(0, INT16X8_SPEED_NOTE)
+        seconds = {**prep.seconds, **{a.precision.key: a.seconds for a in artifacts}}
+        result = ExportResult(final, prep.name, manifest,
+                              None if prep.calib is None else prep.calib.describe(), seconds, warnings=warnings,
+                              options=opts)
+        if opts.validate:
+            result.validation, result.fallback, notes = validate_and_fallback(final, manifest, prep, opts)
+            result.warnings += notes
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def validate_and_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: ExportOptions):
+    """-> (ValidationReport, FallbackResult | None, warnings). With ``fallback="auto"`` an int8 TFLite that fails
+    is re-converted with its worst layers in float (:mod:`edgeconv.verify.fallback`), re-published and
+    re-validated."""
+    from edgeconv.verify.validate import validate as run_validation
+
+    vopts = replace(opts.validation, seed=opts.seed)
+    with console.step("validate against the Keras reference", opts.quiet):
+        report = run_validation(final, vopts)
+    int8_file = INT8.filename(prep.name)
+    failed = any(not a.passed for a in report.artifacts if a.file == int8_file)
+    if opts.fallback != "auto" or not failed:
+        return report, None, []
+    fb, notes = _apply_fallback(final, manifest, prep, opts, report.artifact(int8_file), int8_file)
+    with console.step("re-validate after fallback", opts.quiet):
+        report = run_validation(final, vopts)
+    return report, fb, notes
+
+
+def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: ExportOptions, failing, file: str):
+    """The int8 TFLite failed validation: keep its worst layers in float until it passes (edgeconv.verify.fallback)."""
+    from edgeconv.pipeline.inputs import model_inputs
+    from edgeconv.pipeline.phone_ready import PhoneOptions, finish_tflite
+    from edgeconv.runtime.runners import KerasRunner
+    from edgeconv.verify.compare import tolerance_for
+    from edgeconv.verify.fallback import auto_fallback
+
+    vopts, loaded, calib = opts.validation, prep.loaded, prep.calib
+    val = model_inputs(vopts.data, input_shape=loaded.input_shape, preprocessing=loaded.preprocessing,
+                       num=vopts.samples, split="validation", seed=opts.seed, exclude_ids=list(calib.ids))
+    ref = KerasRunner(loaded.model).run(val.x)
+    tol = tolerance_for("int8", "tflite", **vopts.overrides)
+    with console.step("fallback: keep the worst int8 layers in float", opts.quiet):
+        fb = auto_fallback(prep.saved_model, calib.x, val.x, ref, tol, keep_float=opts.keep_float,
+                           io_type=opts.io_type,
+                           layer_report=failing.layers if failing.layers and failing.layers.layers else None)
+    phone = PhoneOptions(opts.target, prep.labels, opts.model_version, opts.rewrite)
+    data, _, notes = finish_tflite(fb.precision, fb.model_bytes, loaded, calib.x, phone)
+    fb.model_bytes = data
+    atomic_write_bytes(final / file, data)
+    rec = manifest.artifact(file)
+    details = tflite_details(data)
+    rec.sha256, rec.bytes = sha256_file(final / file), len(data)
+    rec.inputs, rec.outputs, rec.ops, rec.tensor_types = (details["inputs"], details["outputs"], details["ops"],
+                                                          details["tensor_types"])
+    rec.precision = fb.precision  # "int16x8" when the last resort (the whole model as int16x8) was what passed
+    rec.kept_float = list(fb.kept_float)
+    rec.fallback = {"kept_float": list(fb.kept_float), "passed": bool(fb.passed), "precision": fb.precision,
+                    "history": fb.history_dicts()}
+    atomic_write_json(final / MANIFEST, manifest.to_dict())
+    return fb, notes
+
+
+def convert_summary(result: ExportResult) -> tuple[list[str], list[list]]:
+    return (["file", "format", "precision", "MB", "vs fp32", "io", "convert s"], result.summary_rows())
