@@ -12,10 +12,10 @@ Checked and *not* needed with the pinned versions (kept here so nobody re-adds t
 """
 from __future__ import annotations
 
-from edgeconv.errors import first_line
-
 import contextlib
 import logging
+
+from edgeconv.errors import EdgeconvError, first_line
 
 TF2ONNX_LOGGER = "tf2onnx"
 
@@ -161,3 +161,32 @@ def grouped_conv_without_xla():
         yield
     finally:
         tf_nn.conv = original
+
+
+def quant_pre_process_no_cwd(src: str, dst: str) -> None:
+    """onnxruntime's ``quant_pre_process`` without its one write into the *current directory*.
+
+    Bug worked around (onnxruntime 1.32, ``tools/symbolic_shape_infer.py``): when symbolic shape inference is
+    incomplete (e.g. ViT), ``SymbolicShapeInference.infer_shapes`` saves ``sym_shape_infer_temp.onnx`` plus an
+    external-data file into the process's working directory before raising, and leaves them there. A library must
+    neither write into the caller's folder nor ``chdir`` to avoid it, so this runs the same inference loop on the
+    in-memory model (no save on failure) and then calls ``quant_pre_process`` with ``skip_symbolic_shape=True`` on
+    the inferred model; the remaining steps (onnxruntime's optimizer, ONNX shape inference) work in temp folders.
+    Raises :class:`EdgeconvError` when the shape inference is incomplete, as ``quant_pre_process`` would.
+    """
+    import onnx
+    from onnxruntime.quantization import quant_pre_process
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    model = onnx.load(src)
+    sym = SymbolicShapeInference(2**31 - 1, False, False, 0)  # int_max, auto_merge, guess_output_rank, verbose
+    sym._preprocess(model)  # noqa: SLF001 - the body of infer_shapes, minus its save into the cwd
+    complete = False
+    while sym.run_:
+        complete = sym._infer_impl()  # noqa: SLF001
+    sym._update_output_from_vi()  # noqa: SLF001
+    if not complete:
+        raise EdgeconvError("Incomplete symbolic shape inference")
+    inferred = dst + ".sym.onnx"
+    onnx.save(sym.out_mp_, inferred)
+    quant_pre_process(inferred, dst, skip_symbolic_shape=True)

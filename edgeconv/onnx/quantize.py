@@ -50,21 +50,6 @@ def _quiet_quantizer():
         root.setLevel(level)
 
 
-@contextlib.contextmanager
-def _inside(folder: str):
-    """Run with ``folder`` as the working directory: ``quant_pre_process``'s symbolic shape inference writes
-    ``sym_shape_infer_temp.onnx`` and external-data files into the *current* directory and leaves them there when
-    it fails."""
-    import os
-
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, preprocess: bool = True,
                        warnings: list | None = None) -> bytes:
     """-> int8 QDQ ONNX bytes of ``fp32_bytes``, calibrated (MinMax) on ``calibration_x`` (N, H, W, C) float32.
@@ -79,7 +64,9 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
     if nchw:
         x = x.transpose(0, 3, 1, 2)
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from edgeconv.onnx.compat import quant_pre_process_no_cwd
 
     model = onnx.load_from_string(bytes(fp32_bytes))
     if len(model.graph.input) != 1:
@@ -95,8 +82,7 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
         src.write_bytes(bytes(fp32_bytes))
         if preprocess:
             try:
-                with _inside(tmp):
-                    quant_pre_process(str(src), str(pre), skip_symbolic_shape=False)
+                quant_pre_process_no_cwd(str(src), str(pre))
                 src = pre
             except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types; pre-processing is optional
                 if warnings is not None:
