@@ -109,7 +109,7 @@ def _dtype_name(t) -> str:
 
 
 def _inspect_tflite(p: Path, data: bytes, xnnpack: bool, gpu: bool) -> InspectReport:
-    from edgeconv.pipeline.manifest import tflite_details
+    from edgeconv.tflite.introspect import tflite_details
     from edgeconv.pipeline.metadata import read_metadata
 
     details = tflite_details(data)
@@ -233,7 +233,7 @@ def _inspect_onnx(p: Path, data: bytes) -> InspectReport:
     import onnx
     from onnx import helper
 
-    from edgeconv.pipeline.manifest import onnx_details
+    from edgeconv.onnx.introspect import onnx_details, onnx_opset
 
     proto = onnx.load_from_string(data)
     layout = "nchw" if _looks_nchw(proto) else "nhwc"
@@ -242,7 +242,7 @@ def _inspect_onnx(p: Path, data: bytes) -> InspectReport:
     for init in proto.graph.initializer:
         dt = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type))
         sizes[dt.name] += int(np.prod(init.dims, dtype=np.int64)) * dt.itemsize
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    opset = onnx_opset(proto)
     meta = {m.key: m.value for m in proto.metadata_props}
     from edgeconv.pipeline.metadata import METADATA_NAME, parse_metadata
 

@@ -30,12 +30,13 @@ from edgeconv.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from edgeconv.options import ExportOptions, with_overrides
 from edgeconv.pipeline.convert import ConvertContext
 from edgeconv.pipeline.load import LoadedModel, load_model
-from edgeconv.pipeline.manifest import (MANIFEST, ArtifactRecord, Manifest, WeightsRecord, onnx_details,
-                                        tflite_details, tool_versions)
+from edgeconv.onnx.introspect import onnx_details
+from edgeconv.pipeline.manifest import MANIFEST, ArtifactRecord, Manifest, WeightsRecord, tool_versions
 from edgeconv.pipeline.metadata import LABELS_FILE, labels_text
 from edgeconv.pipeline.reference import save_reference
 from edgeconv.pipeline.seeding import seeded
 from edgeconv.precisions import PRECISIONS, Precision, resolve
+from edgeconv.tflite.introspect import tflite_details
 
 __all__ = ["export", "ExportResult", "Prepared", "prepare", "convert_all", "build_manifest", "publish",
            "validate_and_fallback", "convert_summary"]

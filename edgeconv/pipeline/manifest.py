@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import platform
-from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
@@ -160,6 +159,8 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Manifest":
+        if not isinstance(d, dict):
+            raise EdgeconvError(f"expected a JSON object, got {type(d).__name__}")
         schema = d.get("schema", "edgeconv.manifest/1")
         if not str(schema).startswith("edgeconv.manifest/"):
             raise EdgeconvError(f"unknown manifest schema {schema!r}")
@@ -179,29 +180,6 @@ class Manifest:
             return cls.from_dict(json.loads(path.read_text()))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise EdgeconvError(f"{path} is not a valid edgeconv manifest: {first_line(e)}") from None
-
-
-def tflite_details(model: bytes | str | Path) -> dict:
-    """Inputs/outputs (with quantization) and the op histogram of a .tflite, read with the LiteRT interpreter."""
-    from edgeconv.runtime.runners import LiteRTRunner
-
-    r = LiteRTRunner(model, xnnpack=False)
-    ops = Counter(op["op_name"] for op in r.ops())
-    tensor_types = Counter(np_name for np_name in (str(t["dtype"].__name__) for t in r.tensors()))
-    return {"inputs": [s.to_dict() for s in r.inputs], "outputs": [s.to_dict() for s in r.outputs],
-            "ops": dict(sorted(ops.items())), "tensor_types": dict(sorted(tensor_types.items()))}
-
-
-def onnx_details(model: bytes | str | Path, layout: str = "nhwc") -> dict:
-    import onnx
-
-    from edgeconv.runtime.runners import OnnxRunner
-
-    r = OnnxRunner(model, layout=layout)
-    proto = onnx.load_from_string(model) if isinstance(model, (bytes, bytearray)) else onnx.load(str(model))
-    ops = Counter(n.op_type for n in proto.graph.node)
-    return {"inputs": [s.to_dict() for s in r.inputs], "outputs": [s.to_dict() for s in r.outputs],
-            "ops": dict(sorted(ops.items()))}
 
 
 def tool_versions() -> dict:

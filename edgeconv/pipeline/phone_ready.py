@@ -68,7 +68,7 @@ REWRITE_CHECK_SAMPLES = 16
 def finish_tflite(precision: str, data: bytes, loaded, calib_x, opts: PhoneOptions
                   ) -> tuple[bytes, dict, list[str]]:
     """Rewrite (int8) and embed metadata into one converted .tflite -> (bytes, ArtifactRecord fields, warnings)."""
-    from edgeconv.pipeline.manifest import tflite_details
+    from edgeconv.tflite.introspect import tflite_details
     from edgeconv.pipeline.metadata import embed_metadata
 
     extra: dict = {}
@@ -118,7 +118,7 @@ def finish_onnx(precision: str, data: bytes, loaded, layout: str, opts: PhoneOpt
                 ) -> tuple[bytes, dict, list[str]]:
     """Embed the same metadata as :func:`finish_tflite` into an .onnx (``metadata_props``) -> (bytes, ArtifactRecord
     fields, warnings)."""
-    from edgeconv.pipeline.manifest import onnx_details
+    from edgeconv.onnx.introspect import onnx_details
     from edgeconv.pipeline.metadata import embed_onnx_metadata
 
     meta = _metadata(precision, onnx_details(data, layout), loaded, opts, layout)

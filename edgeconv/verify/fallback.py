@@ -60,15 +60,11 @@ def latency_ms(model_bytes: bytes, x: np.ndarray, runs: int = 10, num_threads: i
     """Median single-input latency on LiteRT (XNNPACK on, as on a phone's CPU), after one warm-up run."""
     from edgeconv.runtime.runners import LiteRTRunner
 
+    from edgeconv.runtime.timing import time_call
+
     r = LiteRTRunner(model_bytes, num_threads=num_threads)
     x1 = np.ascontiguousarray(x[:1], np.float32)
-    r.run(x1)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        r.run(x1)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+    return float(np.median(time_call(lambda: r.run(x1), runs, warmup=1)))
 
 
 def _layer_of(node: str) -> str:

@@ -256,11 +256,9 @@ def _dequantized(runner, detail) -> np.ndarray:
     q = detail.get("quantization_parameters") or {}
     scales, zps = q.get("scales", np.array([])), q.get("zero_points", np.array([]))
     if np.issubdtype(t.dtype, np.integer) and len(scales):
-        if len(scales) == 1:
-            return ((t.astype(np.float64) - zps[0]) * scales[0]).astype(np.float32)
-        shape = [1] * t.ndim
-        shape[q.get("quantized_dimension", 0)] = -1
-        return ((t.astype(np.float64) - zps.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
+        from edgeconv.runtime.runners import dequantize
+
+        return dequantize(t, scales, zps, q.get("quantized_dimension", 0))
     return np.asarray(t, np.float32)
 
 

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeconv.verify.compare import STRUCTURAL_CHECKS, Comparison, Tolerance, compare_outputs, tolerance_for
-from edgeconv.errors import EdgeconvError, UsageError
+from edgeconv.errors import EdgeconvError, UsageError, first_line
 from edgeconv.fileio import sha256_file
 from edgeconv.options import ValidationOptions, with_overrides
 from edgeconv.pipeline.manifest import MANIFEST, ArtifactRecord, Manifest
 
-__all__ = ["ArtifactResult", "ValidationReport", "validate", "load_labels"]
+__all__ = ["ArtifactResult", "ValidationReport", "validate", "load_labels", "REPORT_SCHEMA"]
+
+REPORT_SCHEMA = "edgeconv.report/1"
 
 LAYERWISE_ON_FAILURE = ("fp16", "int8", "int16x8")  # TFLite precisions that get a layer report when they fail
 LAYERWISE_SAMPLES = 16
@@ -82,6 +84,16 @@ class ArtifactResult:
                 "comparison": None if self.comparison is None else self.comparison.to_dict(),
                 "layers": None if self.layers is None else self.layers.to_dict()}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "ArtifactResult":
+        """From report.json; the layer-wise report stays the plain dict it was written as."""
+        return cls(file=d["file"], key=d["key"], format=d["format"], precision=d["precision"],
+                   tolerance=Tolerance.from_dict(d.get("tolerance") or {}),
+                   comparison=None if d.get("comparison") is None else Comparison.from_dict(d["comparison"]),
+                   sha256_ok=bool(d.get("sha256_ok", True)), error=d.get("error"),
+                   seconds=float(d.get("seconds", 0.0)), layers=d.get("layers"),
+                   kept_float=list(d.get("kept_float") or []), fallback=d.get("fallback"), unjudged=d.get("unjudged"))
+
 
 @dataclass
 class ValidationReport:
@@ -127,10 +139,31 @@ class ValidationReport:
         return {a.file: a.tolerance.to_dict() for a in self.artifacts}
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "summary": self.summary_line(), "model": self.model,
+        return {"schema": REPORT_SCHEMA, "passed": self.passed, "summary": self.summary_line(), "model": self.model,
                 "reference": self.reference, "inputs": self.inputs, "samples": self.samples, "labels": self.labels,
                 "overrides": self.overrides, "tolerances": self.tolerances, "warnings": self.warnings,
                 "artifacts": [a.to_dict() for a in self.artifacts]}
+
+    @classmethod
+    def from_dict(cls, d: dict, folder: Path | None = None) -> "ValidationReport":
+        """From report.json (any edgeconv.report/1 file; files written before the schema key existed too)."""
+        if not isinstance(d, dict):
+            raise EdgeconvError(f"not a valid edgeconv report: expected a JSON object, got {type(d).__name__}")
+        schema = d.get("schema", REPORT_SCHEMA)
+        if schema != REPORT_SCHEMA:
+            raise EdgeconvError(f"unknown report schema {schema!r} (this edgeconv reads {REPORT_SCHEMA})")
+        return cls(Path(folder or "."), d["model"], d.get("reference", ""), d.get("inputs", ""),
+                   int(d.get("samples", 0)), [ArtifactResult.from_dict(a) for a in d["artifacts"]], d.get("labels"),
+                   dict(d.get("overrides") or {}), list(d.get("warnings") or []))
+
+    @classmethod
+    def load(cls, path: Path) -> "ValidationReport":
+        import json
+
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()), Path(path).parent)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, EdgeconvError) as e:
+            raise EdgeconvError(f"{path} is not a valid edgeconv report: {first_line(e)}") from None
 
 
 def load_labels(path, ids: list[str]) -> np.ndarray:
