@@ -53,6 +53,8 @@ class InspectReport:
     xnnpack: dict | None = None  # TFLite: measured delegate coverage
     gpu: dict | None = None  # TFLite: TF analyzer's GPU-delegate compatibility
     metadata: dict | None = None  # what edgeconv embedded (edgeconv.pipeline.metadata), None when nothing
+    tflite_metadata: dict | None = None  # Android's standard TFLITE_METADATA, decoded (TFLite only)
+    mediapipe: list[str] | None = None  # why MediaPipe Tasks would refuse the file ([] = loads), TFLite only
     opset: int | None = None  # ONNX
     warnings: list[str] = field(default_factory=list)
 
@@ -80,6 +82,18 @@ class InspectReport:
                        f"edgeconv {m.get('edgeconv_version')}, labels: {len(m.get('labels') or [])}")
         else:
             out.append("metadata: none embedded")
+        if self.tflite_metadata:
+            tm = self.tflite_metadata
+            ins = tm.get("inputs") or [{}]
+            outs = tm.get("outputs") or [{}]
+            out.append(f"TFLITE_METADATA: {tm.get('name')} v{tm.get('version')}, input {ins[0].get('color_space')} "
+                       f"mean {ins[0].get('mean')} std {ins[0].get('std')}, labels: "
+                       f"{len(outs[0].get('labels') or [])}")
+        elif self.format == "tflite":
+            out.append("TFLITE_METADATA: none (phone APIs such as MediaPipe Tasks need it)")
+        if self.mediapipe is not None:
+            out.append("MediaPipe Tasks: " + ("loads it" if not self.mediapipe else
+                                              "would refuse or misread it: " + "; ".join(self.mediapipe)))
         out += [f"warning: {w}" for w in self.warnings]
         return out
 
@@ -117,6 +131,10 @@ def _inspect_tflite(p: Path, data: bytes, xnnpack: bool, gpu: bool) -> InspectRe
                         inputs=details["inputs"], outputs=details["outputs"], ops=details["ops"],
                         size_by_type=constant_bytes_by_type(data), tensor_types=details["tensor_types"])
     rep.metadata = read_metadata(data)
+    from edgeconv.tflite import android_metadata
+
+    rep.tflite_metadata = android_metadata.read_metadata(data)
+    rep.mediapipe = android_metadata.mediapipe_problems(data)
     if xnnpack:
         rep.xnnpack = xnnpack_coverage(data)
     if gpu:

@@ -73,7 +73,7 @@ class ArtifactRecord:
     outputs: list[dict]
     layout: Layout = "nhwc"
     opset: int | None = None
-    io_type: str | None = None  # quantized TFLite: "int" or "float" I/O; None for float artifacts
+    io_type: str | None = None  # TFLite I/O dtype: "uint8", "int8", "int16" or "float32"
     ops: dict[str, int] = field(default_factory=dict)  # op histogram
     tensor_types: dict[str, int] | None = None  # TFLite tensor dtypes histogram
     kept_float: list[str] = field(default_factory=list)  # int8 layers left in float (--keep-float / fallback)
@@ -83,9 +83,10 @@ class ArtifactRecord:
     quantization: str | None = None  # ONNX int8: the quantization recipe
     metadata: dict | None = None  # what was embedded (edgeconv JSON, labels count)
     gpu_compatible: bool | None = None  # --target gpu: TF's GPU-delegate analyzer verdict
+    uint8_input: dict | None = None  # uint8 input quantization set to the pixel mapping (or why not)
 
     _OPTIONAL = ("opset", "io_type", "tensor_types", "fallback", "tflite_rewrites", "onnx_rewrites", "quantization",
-                 "metadata", "gpu_compatible")
+                 "metadata", "gpu_compatible", "uint8_input")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -128,6 +129,7 @@ class Manifest:
     command: str
     edgeconv_version: str = __version__
     schema: str = SCHEMA
+    validation: dict | None = None  # DataPlan.to_dict(): which data judges the artifacts (data / held_out / embedded)
 
     @property
     def weights(self) -> WeightsRecord:
@@ -145,6 +147,7 @@ class Manifest:
             "reference": self.reference,
             "preprocessing": self.preprocessing,
             "calibration": self.calibration,
+            "validation": self.validation,
             "options": self.options,
             "artifacts": [a.to_dict() for a in self.artifacts],
             "tools": self.tools,
@@ -169,7 +172,8 @@ class Manifest:
         return cls(model=d["model"], reference=d["reference"], preprocessing=d["preprocessing"],
                    calibration=d.get("calibration"), options=d.get("options", {}),
                    artifacts=[ArtifactRecord.from_dict(a) for a in d["artifacts"]], tools=d.get("tools", {}),
-                   command=d.get("command", ""), edgeconv_version=d.get("edgeconv_version", "?"), schema=SCHEMA)
+                   command=d.get("command", ""), edgeconv_version=d.get("edgeconv_version", "?"), schema=SCHEMA,
+                   validation=d.get("validation"))
 
     @classmethod
     def load(cls, folder: str | Path) -> "Manifest":

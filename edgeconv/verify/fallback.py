@@ -106,6 +106,7 @@ class _Quantizer:
         dx = np.asarray(calibration_x if debug_x is None else debug_x, np.float32)[:16]
         self._tf = tf
         self._fully = io_type == "int"
+        self._uint8 = io_type == "uint8"  # float I/O from the debugger, then a uint8 interface (TF's own util)
         try:
             with _debugger_quiet():
                 self.debugger = tf.lite.experimental.QuantizationDebugger(
@@ -169,6 +170,14 @@ class _Quantizer:
         return sorted(out, key=lambda r: r[1], reverse=True)
 
     def quantize(self, denylist: list[str]) -> bytes:
+        data = self._quantize(denylist)
+        if self._uint8:
+            from tensorflow.lite.python.util import modify_model_io_type
+
+            data = bytes(modify_model_io_type(data, self._tf.uint8, self._tf.uint8))
+        return data
+
+    def _quantize(self, denylist: list[str]) -> bytes:
         tf = self._tf
         try:
             with _debugger_quiet():

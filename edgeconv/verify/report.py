@@ -56,7 +56,7 @@ def table_rows(report) -> list[list[str]]:
 
 def detail_lines(report) -> list[str]:
     """Lines to print under the table: layer-wise summaries (with the plot file) and layers kept in float."""
-    lines = []
+    lines = [f"judged on: {report.data_note}"] if report.data_note else []
     unjudged = [a.file for a in report.artifacts if a.unjudged]
     if unjudged:
         lines.append(f"NOT JUDGED ({', '.join(unjudged)}): {report.artifact(unjudged[0]).unjudged}")
@@ -65,6 +65,9 @@ def detail_lines(report) -> list[str]:
             lines.append(f"{a.file}: kept in float: {', '.join(a.kept_float)}")
         if a.layers is not None:
             plot = f" (plot: {a.layers.plot_file})" if a.layers.plot_file else ""
+            if a.layers.node_data_file:
+                plot += (f"; Model Explorer: model-explorer {a.file} "
+                         f"--node_data_paths={a.layers.node_data_file}")
             lines.append(f"{a.file}: {a.layers.summary()}{plot}")
     return lines
 
@@ -74,6 +77,12 @@ def to_markdown(report) -> str:
            report.summary_line() + ".", "",
            f"- Reference: `{report.reference}` (Keras, inference mode)",
            f"- Inputs: {report.inputs} (never the calibration samples)"]
+    if report.data_note:
+        out.append(f"- Judged on: {report.data_note}")
+    if report.input_ids:
+        shown = ", ".join(f"`{i}`" for i in report.input_ids[:10])
+        more = f" and {len(report.input_ids) - 10} more (all in report.json)" if len(report.input_ids) > 10 else ""
+        out.append(f"- Held-out samples: {shown}{more}")
     if report.labels:
         out.append(f"- Labels: {report.labels}")
     if report.overrides:
