@@ -121,3 +121,23 @@ def test_load_says_which_class_and_which_flag(user_files):
     assert len(m.warnings) == 1 and "ran Python code stored in the model file (Lambda layer lam)" in m.warnings[0]
     with pytest.raises(UsageError, match="not zoo models"):
         load_model("lenet5", custom_objects=[str(src)])
+
+
+def test_legacy_h5_is_explained_the_same_way(user_files, tmp_path):
+    import warnings
+
+    src, _, model = user_files
+    path = tmp_path / "tiny_custom.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save(path)
+    cfg = read_model_config(path)
+    assert missing_objects(cfg) == [("HSwish", "class", None), ("hsigmoid", "function", None)]  # .h5: no module
+    assert python_lambdas(cfg) == ["lam"]
+    with pytest.raises(EdgeconvError, match="it uses class HSwish and function hsigmoid, which are not defined"):
+        load_model(path)
+    with pytest.raises(EdgeconvError, match="Lambda layer lam holds Python code"):
+        load_model(path, custom_objects=[str(src)])
+    m = load_model(path, custom_objects=[str(src)], unsafe_deserialization=True)
+    x = np.random.default_rng(0).uniform(0, 1, (4, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(m.model(x)), np.asarray(model(x)))

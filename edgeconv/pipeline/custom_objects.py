@@ -227,6 +227,8 @@ def _keras_has(name: str, kind: str) -> bool:
 
     if kind == "function":
         return any(callable(getattr(getattr(keras, m, None), name, None)) for m in _FUNCTION_HOMES)
+    if name == "Functional" or isinstance(getattr(keras, name, None), type):  # legacy .h5 names model classes bare
+        return True
     return any(isinstance(getattr(getattr(keras, m, None), name, None), type) for m in _CLASS_HOMES)
 
 
