@@ -37,8 +37,9 @@ def preprocessing_from(mean, std, scale, bgr):
 @click.option("--calibration", type=click.Path(), help="Image folder, .npy or .npz; default: embedded photo set.")
 @click.option("--calib-samples", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(), default="artifacts", show_default=True)
-@click.option("--input-size", type=InputSize(), metavar="H|HxW", help="H or HxW. Zoo models: the input size to build; model files with "
-              "an open size (None, None, C): the size to trace, calibrate and validate at.")
+@click.option("--input-size", type=InputSize(), metavar="H|HxW",
+              help="H or HxW. Zoo models: the input size to build; model files with an open size (None, None, C): "
+                   "the size to trace, calibrate and validate at.")
 @click.option("--classes", type=int, help="Zoo models: number of classes.")
 @click.option("--alpha", type=float, help="Zoo models: width multiplier (MobileNets).")
 @click.option("--width", "width_items", type=KeyValue(), multiple=True,

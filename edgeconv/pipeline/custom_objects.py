@@ -34,7 +34,8 @@ from edgeconv.errors import EdgeconvError, UsageError, first_line
 from edgeconv.fileio import sha256_file
 
 __all__ = ["CustomSource", "CustomObjects", "import_custom_objects", "collect_objects", "read_model_config",
-           "missing_objects", "python_lambdas", "describe_missing", "reuse_recorded", "MODULE_PREFIX"]
+           "missing_objects", "python_lambdas", "shadowed_builtins", "describe_missing", "reuse_recorded",
+           "MODULE_PREFIX"]
 
 MODULE_PREFIX = "edgeconv_custom_"
 # Objects whose module's top-level package is one of these are library code, never the user's custom objects.
@@ -278,6 +279,22 @@ def missing_objects(config: Mapping | None, custom: CustomObjects | None = None)
     return out
 
 
+def shadowed_builtins(config: Mapping | None, custom: CustomObjects | None) -> list[str]:
+    """Functions ``custom`` defines under the name of a Keras built-in activation that the config stores as a bare
+    name (``"activation": "hard_sigmoid"``): Keras saved the user's function that way and reloads *its own* built-in,
+    custom objects or not. Worth a warning: the user's function is not in the file."""
+    if not config or not custom:
+        return []
+    refs: list = []
+    _references(config, refs)
+    out = []
+    for name, kind, module, _ in refs:
+        if (kind == "function" and module is None and name in custom.objects and _keras_has(name, kind)
+                and name not in out):
+            out.append(name)
+    return out
+
+
 def python_lambdas(config: Mapping | None) -> list[str]:
     """Names of the Lambda layers whose function is Python bytecode stored in the file (Keras 3: ``__lambda__``;
     legacy .h5: ``function_type: lambda``)."""
@@ -291,7 +308,8 @@ def python_lambdas(config: Mapping | None) -> list[str]:
             if node.get("class_name") == "Lambda" and isinstance(node.get("config"), dict):
                 c = node["config"]
                 fn = c.get("function")
-                if (isinstance(fn, dict) and fn.get("class_name") == "__lambda__") or c.get("function_type") == "lambda":
+                bytecode = isinstance(fn, dict) and fn.get("class_name") == "__lambda__"
+                if bytecode or c.get("function_type") == "lambda":
                     out.append(str(c.get("name", "lambda")))
             for v in node.values():
                 walk(v)

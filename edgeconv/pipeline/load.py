@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edgeconv.errors import EdgeconvError, UsageError, first_line
 from edgeconv.pipeline.custom_objects import (CustomObjects, describe_missing, import_custom_objects,
-                                              missing_objects, python_lambdas, read_model_config)
+                                              missing_objects, python_lambdas, read_model_config, shadowed_builtins)
 
 
 @dataclass
@@ -112,6 +112,12 @@ def load_keras_model(path: str | os.PathLike, *, custom_objects: CustomObjects |
     except Exception as e:  # keras raises many types for corrupt / foreign files
         raise EdgeconvError(_load_failure(path, e, config, custom_objects, unsafe_deserialization, hint)) from None
     warnings = [unsafe_warning(path, python_lambdas(config))] if unsafe_deserialization else []
+    shadowed = shadowed_builtins(config, custom_objects)
+    if shadowed:
+        warnings.append(f"{custom_objects.describe()} defines {', '.join(shadowed)}, but {path.name} stores "
+                        f"{'it' if len(shadowed) == 1 else 'them'} by name only, the name of a Keras built-in "
+                        f"activation: Keras loads its own keras.activations.{shadowed[0]}, not yours (if they differ, "
+                        f"rename the function and save the model again)")
     return model, warnings
 
 
