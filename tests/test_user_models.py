@@ -140,11 +140,7 @@ def test_open_input_size_model_exports_at_96_and_validates(transfer_model, tmp_p
     res = run("export", transfer_model, "--out", tmp_path)
     assert res.exit_code == 2 and "input size is open (?x?x3): pass --input-size H or HxW" in res.output, res.output
 
-    result = edgeconv.export(transfer_model, input_size=96, out_dir=tmp_path, quiet=True,
-                             validation=edgeconv.ValidationOptions(samples=32))
-    fp32 = result.validation.artifacts[0].comparison.outputs[0]
-    print(f"\nfp32 at 96x96: max abs {fp32.max_abs:.3g}, top-1 agreement {fp32.top1_agreement:.2%}")
-    assert result.validation.passed and fp32.max_abs <= 5e-5
+    result = edgeconv.export(transfer_model, input_size=96, out_dir=tmp_path, quiet=True, validate=False)
     m = json.loads((result.out_dir / "manifest.json").read_text())
     assert m["model"]["input_shape"] == [96, 96, 3] and m["model"]["open_input_shape"] == [None, None, 3]
     assert m["options"]["input_size"] == [96, 96]
@@ -158,3 +154,6 @@ def test_open_input_size_model_exports_at_96_and_validates(transfer_model, tmp_p
 
     res = run("validate", result.out_dir, "--samples", 32)
     assert res.exit_code == 0 and "PASS: 1 of 1" in res.output, res.output
+    fp32 = json.loads((result.out_dir / "report.json").read_text())["artifacts"][0]["comparison"]["outputs"][0]
+    print(f"\nfp32 at 96x96: max abs {fp32['max_abs']:.3g}, top-1 agreement {fp32['top1_agreement']:.2%}")
+    assert fp32["max_abs"] <= 5e-5 and fp32["top1_agreement"] == 1.0
