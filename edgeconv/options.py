@@ -20,7 +20,35 @@ IO_TYPES: tuple[str, ...] = ("uint8", "int", "float")
 FALLBACKS: tuple[str, ...] = ("none", "auto")
 
 __all__ = ["ExportOptions", "ValidationOptions", "IoType", "Fallback", "Layout", "Format", "PrecisionName",
-           "IO_TYPES", "FALLBACKS", "with_overrides"]
+           "IO_TYPES", "FALLBACKS", "with_overrides", "parse_input_size"]
+
+
+def parse_input_size(value) -> int | tuple[int, int] | None:
+    """``96``, ``"96"`` -> 96; ``"96x128"``, ``(96, 128)`` -> (96, 128); a size < 1 or anything else is a
+    :class:`~edgeconv.errors.UsageError`."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            parts = value.lower().replace(" ", "").split("x")
+            if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+                raise ValueError
+            value = int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, int):
+            size = value
+            dims = (value,)
+        else:
+            size = tuple(int(v) for v in value)
+            if len(size) != 2 or any(int(v) != v for v in value):
+                raise ValueError
+            dims = size
+    except (TypeError, ValueError):
+        raise UsageError(f"--input-size takes H or HxW (e.g. 96 or 96x128), got {value!r}") from None
+    if any(d < 1 for d in dims):
+        raise UsageError(f"--input-size must be positive, got {value!r}")
+    return size
 
 
 @dataclass(frozen=True)
@@ -31,7 +59,9 @@ class ValidationOptions:
     set's validation split). ``atol`` / ``min_sqnr`` / ``min_top1`` override the per-precision defaults
     (:func:`edgeconv.verify.compare.tolerance_for`). ``labels``: .npy/.txt of class labels. ``layers``: layer-wise
     report for every TFLite artifact; ``layers_on_failure``: for failing fp16/int8/int16x8 TFLite artifacts.
-    ``write``: report.json + report.md (+ plots) into the folder.
+    ``write``: report.json + report.md (+ plots) into the folder. ``custom_objects`` (``.py`` files or module names)
+    and ``unsafe_deserialization`` (Lambda layers) reload the Keras reference as the export loaded the model; without
+    ``custom_objects`` the files the export recorded are reused when they are unchanged.
     """
 
     data: str | os.PathLike | None = None
@@ -45,6 +75,12 @@ class ValidationOptions:
     write: bool = True
     seed: int = 0
     num_threads: int = 1
+    custom_objects: tuple[str, ...] = ()
+    unsafe_deserialization: bool = False
+
+    def __post_init__(self):  # a single path given as a string is one source, not a sequence of characters
+        co = (self.custom_objects,) if isinstance(self.custom_objects, (str, os.PathLike)) else self.custom_objects
+        object.__setattr__(self, "custom_objects", tuple(str(c) for c in co or ()))
 
     def check(self) -> "ValidationOptions":
         if self.samples < 1:
@@ -67,10 +103,14 @@ class ExportOptions:
     """Everything one export run needs besides the model source (:func:`edgeconv.pipeline.export.export`).
 
     ``precisions``: keys of :data:`edgeconv.precisions.PRECISIONS` (fp32 is always added). ``calibration``: image
-    folder, .npy/.npz, or None for the embedded photo set. ``input_size`` / ``classes`` / ``width`` reach the zoo
-    builder; ``preprocessing`` (an ``edgeconv.models.Preprocessing``) overrides the model's own. ``target`` adds a
-    device class's precisions (:data:`edgeconv.pipeline.phone_ready.TARGETS`). ``command`` is what the manifest
-    records as the command line (the CLI passes its own; library calls record a Python call).
+    folder, .npy/.npz, or None for the embedded photo set. ``input_size`` (H, (H, W) or "HxW") / ``classes`` /
+    ``width`` reach the zoo builder; for a model file with an open input size, ``input_size`` is the size it is
+    traced, calibrated and validated at. ``preprocessing`` (an ``edgeconv.models.Preprocessing``) overrides the
+    model's own. ``custom_objects`` (``.py`` files or module names) are imported and given to Keras to load a model
+    file with unregistered custom layers / functions; ``unsafe_deserialization`` lets Keras load Lambda layers (it
+    runs Python code stored in the model file). ``target`` adds a device class's precisions
+    (:data:`edgeconv.pipeline.phone_ready.TARGETS`). ``command`` is what the manifest records as the command line
+    (the CLI passes its own; library calls record a Python call).
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -98,9 +138,17 @@ class ExportOptions:
     model_version: str = "1"
     rewrite: bool = True
     rgb_input: bool = False  # 1-channel models: export with an RGB input and a fixed RGB-to-gray front end
+    custom_objects: tuple[str, ...] = ()
+    unsafe_deserialization: bool = False
 
     def __post_init__(self):  # accept lists where tuples are meant; frozen, so through object.__setattr__
         object.__setattr__(self, "precisions", tuple(self.precisions))
+        co = (self.custom_objects,) if isinstance(self.custom_objects, (str, os.PathLike)) else self.custom_objects
+        object.__setattr__(self, "custom_objects", tuple(str(c) for c in co or ()))
+        try:  # "96x128" -> (96, 128); a bad value stays as given and check() reports it
+            object.__setattr__(self, "input_size", parse_input_size(self.input_size))
+        except UsageError:
+            pass
         object.__setattr__(self, "keep_float", tuple(str(k) for k in self.keep_float))
         object.__setattr__(self, "width", dict(self.width or {}))
         object.__setattr__(self, "model_version", str(self.model_version))
@@ -115,6 +163,7 @@ class ExportOptions:
             raise UsageError(f"fallback must be 'none' or 'auto', got {self.fallback!r}")
         if self.calib_samples < 1:
             raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
+        parse_input_size(self.input_size)
         if self.fallback == "auto" and not self.validate:
             raise UsageError("--fallback auto needs validation to know whether int8 meets its target; "
                              "drop --no-validate")

@@ -33,11 +33,13 @@ def digits_pixels(size: int = SIZE):
     return (x[:1400], y[:1400]), (x[1400:], y[1400:])
 
 
-def build_tiny_mnv3(size: int = SIZE, classes: int = 10, hswish: str = "builtin"):
+def build_tiny_mnv3(size: int = SIZE, classes: int = 10, hswish: str = "builtin", custom=None):
     """A MobileNetV3-style net: Rescaling inside, h-swish, depthwise + ReLU6, squeeze-excite with hard-sigmoid.
 
     ``hswish``: "builtin" uses Activation("hard_swish"); "tutorial" uses the hand-written forms users write:
-    a custom Layer computing x * relu6(x + 3) / 6 and Activation(python_function) for hard-sigmoid.
+    a custom Layer computing x * relu6(x + 3) / 6 and Activation(python_function) for hard-sigmoid. "custom" takes
+    them from the user's own module ``custom`` (``HSwish``, ``hsigmoid``, registered nowhere) and writes the
+    squeeze-excite multiply as a Lambda layer. All variants compute the same function with the same weights.
     """
     import keras
     from keras import layers
@@ -48,6 +50,12 @@ def build_tiny_mnv3(size: int = SIZE, classes: int = 10, hswish: str = "builtin"
 
         def hsig(name):
             return layers.Activation("hard_sigmoid", name=name)
+    elif hswish == "custom":
+        def hs(name):
+            return custom.HSwish(name=name)
+
+        def hsig(name):
+            return layers.Activation(custom.hsigmoid, name=name)
     else:
         def hs(name):
             return TutorialHSwish(name=name)
@@ -69,7 +77,10 @@ def build_tiny_mnv3(size: int = SIZE, classes: int = 10, hswish: str = "builtin"
     s = layers.ReLU(name="b1_se_relu")(s)
     s = layers.Conv2D(16, 1, name="b1_se_expand")(s)
     s = hsig("b1_se_hsigmoid")(s)
-    x = layers.Multiply(name="b1_se_mul")([x, s])
+    if hswish == "custom":
+        x = layers.Lambda(lambda ts: ts[0] * ts[1], name="b1_se_mul")([x, s])
+    else:
+        x = layers.Multiply(name="b1_se_mul")([x, s])
     x = layers.Conv2D(24, 1, use_bias=False, name="b1_project")(x)
     x = layers.BatchNormalization(name="b1_project_bn", **bn)(x)
     x = layers.Conv2D(48, 1, use_bias=False, name="b2_expand")(x)

@@ -50,6 +50,8 @@ def test_zoo_list_table_and_pattern():
     (["export", "mobilenetv3_smal"], 2, "did you mean mobilenetv3_small"),
     (["export", "mobilenetv3_small", "--width", "alpha"], 2, "KEY=VALUE"),
     (["export", "mobilenetv3_small", "--input-size", "8"], 2, "at least 32"),
+    (["export", "mobilenetv3_small", "--input-size", "96x"], 2, "takes H or HxW (e.g. 96 or 96x128)"),
+    (["export", "mobilenetv3_small", "--custom-objects", "layers.py"], 2, "not zoo models"),
     (["export", "mobilenetv3_small", "--nchw"], 2, "--nchw only applies"),
     (["export", "mobilenetv3_small", "--fallback", "auto"], 2, "add --int8"),
     (["export", "mobilenetv3_small", "--width", "nope=3"], 2, "nope"),

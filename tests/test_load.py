@@ -77,3 +77,43 @@ def test_bad_sources(tmp_path, small_model):
         load_model(path, classes=4)
     with pytest.raises(EdgeconvError, match="weights file not found"):
         load_model("lenet5", weights=str(tmp_path / "none.h5"))
+
+
+@pytest.fixture(scope="module")
+def open_size_model(tmp_path_factory):
+    """The transfer-learning shape in miniature: a backbone built on (None, None, 3) with its Rescaling inside,
+    pooled, and a Dense head, saved with an open input size."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    b_in = keras.Input((None, None, 3), name="b_in")
+    b = keras.layers.Rescaling(1 / 255.0, name="rescale")(b_in)
+    b = keras.layers.Conv2D(4, 3, strides=2, activation="hard_swish", name="c")(b)
+    backbone = keras.Model(b_in, keras.layers.GlobalAveragePooling2D(name="p")(b), name="backbone")
+    inp = keras.Input((None, None, 3), name="image")
+    out = keras.layers.Dense(3, activation="softmax", name="head")(backbone(inp))
+    model = keras.Model(inp, out, name="transfer")
+    path = tmp_path_factory.mktemp("open") / "transfer.keras"
+    model.save(path)
+    return path, model
+
+
+def test_open_input_size_is_fixed_by_input_size(open_size_model):
+    path, model = open_size_model
+    with pytest.raises(UsageError, match=r"input size is open \(\?x\?x3\): pass --input-size H or HxW"):
+        load_model(path)
+    m = load_model(path, input_size=24)
+    assert m.input_shape == (24, 24, 3) and m.model.input_shape == (None, 24, 24, 3)
+    assert m.open_input_shape == (None, None, 3)
+    assert m.preprocessing.name == "raw_0_255"  # the Rescaling inside the nested backbone was found
+    x = np.random.default_rng(0).uniform(0, 255, (4, 24, 24, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(m.model(x)), np.asarray(model(x)), atol=1e-7)  # same weights, same function
+    assert load_model(path, input_size=(24, 40)).input_shape == (24, 40, 3)
+
+
+def test_input_size_on_a_fixed_size_model(small_model, tmp_path):
+    path = tmp_path / "fixed.keras"
+    small_model.save(path)
+    assert load_model(path, input_size=16).input_shape == (16, 16, 3)  # the size it has: fine
+    with pytest.raises(UsageError, match="fixed at 16x16, --input-size 32x32 differs"):
+        load_model(path, input_size=32)

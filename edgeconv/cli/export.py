@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from edgeconv.cli.params import (KeyValue, NumberList, debug_option, native_output, precision_flags,
-                                 validation_flags, validation_options)
+from edgeconv.cli.params import (InputSize, KeyValue, NumberList, debug_option, model_file_flags, native_output,
+                                 precision_flags, validation_flags, validation_options)
 from edgeconv.options import FALLBACKS, IO_TYPES
 from edgeconv.pipeline.phone_ready import TARGETS
 
@@ -38,7 +38,9 @@ def preprocessing_from(mean, std, scale, bgr):
 @click.option("--calibration", type=click.Path(), help="Image folder, .npy or .npz; default: embedded photo set.")
 @click.option("--calib-samples", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(), default="artifacts", show_default=True)
-@click.option("--input-size", type=int, help="Zoo models: square input size.")
+@click.option("--input-size", type=InputSize(), metavar="H|HxW",
+              help="H or HxW. Zoo models: the input size to build; model files with an open size (None, None, C): "
+                   "the size to trace, calibrate and validate at.")
 @click.option("--classes", type=int, help="Zoo models: number of classes.")
 @click.option("--alpha", type=float, help="Zoo models: width multiplier (MobileNets).")
 @click.option("--width", "width_items", type=KeyValue(), multiple=True,
@@ -64,14 +66,18 @@ def preprocessing_from(mean, std, scale, bgr):
 @click.option("--no-rewrite", is_flag=True, help="Keep int8 HARD_SWISH as converted (no XNNPACK decomposition).")
 @click.option("--rgb-input", is_flag=True, help="Grayscale models: export with an RGB input and a fixed RGB-to-gray "
               "front end (BT.601), so phone APIs that only take RGB images (MediaPipe Tasks) can load them.")
+@model_file_flags
 @validation_flags
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @debug_option
 def export(model, want, all_, io_type, calibration, calib_samples, out_dir, input_size, classes, alpha, width_items,
            weights, mean, std, scale, bgr, opset, nchw, dynamic_batch, seed, no_validate, fallback, keep_float,
-           target, class_labels, model_version, no_rewrite, rgb_input, data, samples, atol, min_sqnr, min_top1, labels,
-           quiet):
-    """Export MODEL (zoo name, .keras, .h5 or SavedModel folder) to TFLite / ONNX and validate it."""
+           target, class_labels, model_version, no_rewrite, rgb_input, custom_objects, unsafe_deserialization, data,
+           samples, atol, min_sqnr, min_top1, labels, quiet):
+    """Export MODEL (zoo name, .keras, .h5 or SavedModel folder) to TFLite / ONNX and validate it.
+
+    Your own model: --custom-objects FILE.py for unregistered custom layers, --unsafe-deserialization for Lambda
+    layers, --input-size for an open input size."""
     from edgeconv.cli.output import print_validation, print_warnings
     from edgeconv.console import print_table
     from edgeconv.errors import ValidationFailed
@@ -87,7 +93,8 @@ def export(model, want, all_, io_type, calibration, calib_samples, out_dir, inpu
         preprocessing=preprocessing_from(mean, std, scale, bgr), opset=opset, nchw=nchw, seed=seed,
         validate=not no_validate, validation=validation_options(data, samples, atol, min_sqnr, min_top1, labels),
         fallback=fallback, keep_float=tuple(keep_float), quiet=quiet, target=target, class_labels=class_labels,
-        model_version=model_version, rewrite=not no_rewrite, rgb_input=rgb_input,
+        model_version=model_version, rewrite=not no_rewrite, rgb_input=rgb_input, custom_objects=tuple(custom_objects),
+        unsafe_deserialization=unsafe_deserialization,
         command=" ".join(shlex.quote(a) for a in ["edgeconv", *sys.argv[1:]]))
     with native_output():
         result = run_export(model, opts)

@@ -10,8 +10,8 @@ import click
 
 from edgeconv.options import ValidationOptions
 
-__all__ = ["debug_option", "is_debug", "native_output", "KeyValue", "NumberList", "precision_flags",
-           "validation_flags", "validation_options"]
+__all__ = ["debug_option", "is_debug", "native_output", "KeyValue", "NumberList", "InputSize", "precision_flags",
+           "validation_flags", "validation_options", "model_file_flags"]
 
 
 def _set_debug(ctx, param, value):
@@ -77,6 +77,37 @@ class NumberList(click.ParamType):
         if len(vals) not in (1, 3):
             self.fail(f"takes one number or three comma-separated numbers, got {value!r}", param, ctx)
         return vals
+
+
+class InputSize(click.ParamType):
+    """``H`` (square) or ``HxW`` -> int or (H, W)."""
+
+    name = "H|HxW"
+
+    def convert(self, value, param, ctx):
+        from edgeconv.errors import UsageError
+        from edgeconv.options import parse_input_size
+
+        if isinstance(value, (int, tuple)):
+            return value
+        try:
+            return parse_input_size(str(value))
+        except UsageError as e:
+            self.fail(str(e).removeprefix("--input-size "), param, ctx)
+
+
+def model_file_flags(f):
+    """How a user's model file (and the Keras reference saved from it) is loaded: export and validate alike."""
+    for opt in reversed([
+        click.option("--custom-objects", "custom_objects", multiple=True, metavar="FILE.py|MODULE",
+                     help="Python file (or importable module) defining the model's custom layers / functions; "
+                          "imported before loading, recorded in the manifest (repeatable)."),
+        click.option("--unsafe-deserialization", is_flag=True,
+                     help="Allow Lambda layers: Keras' safe mode off, which runs Python code stored in the model "
+                          "file. Only for files you trust."),
+    ]):
+        f = opt(f)
+    return f
 
 
 def precision_flags(f):

@@ -170,9 +170,12 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
     with seeded(opts.seed):  # zoo weights and BN estimation are reproducible; the caller's RNGs are left alone
         with console.step(f"load {source}", opts.quiet):
             loaded = load_model(source, weights=opts.weights, input_size=opts.input_size, classes=opts.classes,
-                                width=opts.width, preprocessing=opts.preprocessing)
+                                width=opts.width, preprocessing=opts.preprocessing,
+                                custom_objects=opts.custom_objects,
+                                unsafe_deserialization=opts.unsafe_deserialization)
             if opts.rgb_input:
                 loaded = with_rgb_input(loaded)
+        warnings += loaded.warnings
         labels = None
         if opts.class_labels is not None:
             from edgeconv.pipeline.metadata import load_class_labels
@@ -248,7 +251,10 @@ def build_manifest(prep: Prepared, artifacts: list[Artifact], opts: ExportOption
         model={"name": prep.name, "source": loaded.source, "source_kind": loaded.source_kind,
                "input_shape": list(loaded.input_shape), "classes": int(loaded.model.output_shape[-1]),
                "params": int(loaded.model.count_params()), "zoo": loaded.zoo, "build_kwargs": loaded.build_kwargs,
-               "weights": prep.weights.to_dict()},
+               "weights": prep.weights.to_dict(),
+               # the model's own input shape when --input-size fixed its open dimensions (None: it was fixed)
+               "open_input_shape": None if loaded.open_input_shape is None else list(loaded.open_input_shape),
+               "custom_objects": loaded.custom_objects.to_manifest() if loaded.custom_objects else []},
         reference={"file": prep.reference_file, "sha256": sha256_file(ref), "bytes": ref.stat().st_size},
         preprocessing={**loaded.preprocessing.to_dict(), "assumed": loaded.preprocessing_assumed},
         calibration=None if calib is None else {
@@ -258,6 +264,8 @@ def build_manifest(prep: Prepared, artifacts: list[Artifact], opts: ExportOption
         validation=None if prep.plan is None else prep.plan.to_dict(),
         options={"batch_size": opts.batch_size, "io_type": opts.io_type, "opset": opts.opset, "nchw": opts.nchw,
                  "seed": opts.seed, "target": opts.target, "rewrite": opts.rewrite,
+                 "input_size": None if opts.input_size is None else list(_hw(opts.input_size)),
+                 "unsafe_deserialization": opts.unsafe_deserialization,
                  "model_version": opts.model_version, "rgb_input": opts.rgb_input,
                  "class_labels": None if prep.labels is None else LABELS_FILE},
         artifacts=[a.record for a in artifacts], tools=tool_versions(), command=command)
@@ -285,10 +293,15 @@ def publish(stage: Path, final: Path, manifest: Manifest, extra_files: dict[str,
         (final / f).unlink(missing_ok=True)
 
 
+def _hw(size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
 def _python_call(source, opts: ExportOptions) -> str:
     defaults = ExportOptions()
     changed = {k: getattr(opts, k) for k in ("precisions", "calibration", "input_size", "classes", "weights",
-                                             "io_type", "seed", "target") if getattr(opts, k) != getattr(defaults, k)}
+                                             "io_type", "seed", "target", "custom_objects", "unsafe_deserialization")
+               if getattr(opts, k) != getattr(defaults, k)}
     args = ", ".join([repr(str(source))] + [f"{k}={v!r}" for k, v in changed.items()])
     return f"edgeconv.export({args})"
 
@@ -340,7 +353,8 @@ def validate_and_fallback(final: Path, manifest: Manifest, prep: Prepared, opts:
     re-validated."""
     from edgeconv.verify.validate import validate as run_validation
 
-    vopts = replace(opts.validation, seed=opts.seed)
+    vopts = replace(opts.validation, seed=opts.seed, unsafe_deserialization=opts.unsafe_deserialization,
+                    custom_objects=opts.validation.custom_objects or opts.custom_objects)
     with console.step("validate against the Keras reference", opts.quiet):
         report = run_validation(final, vopts)
     int8_file = INT8.filename(prep.name)

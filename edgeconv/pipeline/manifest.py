@@ -139,6 +139,11 @@ class Manifest:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.model["input_shape"])
 
+    @property
+    def custom_objects(self) -> list[dict]:
+        """The ``--custom-objects`` sources the export imported ({name, sha256, path, module, objects})."""
+        return list(self.model.get("custom_objects") or [])
+
     def to_dict(self) -> dict:
         return {
             "schema": self.schema,

@@ -175,6 +175,9 @@ def _metadata(precision: str, details: dict, loaded, opts: PhoneOptions, layout:
                           preprocessing=pre.to_dict(), input_range=pre.input_range, labels=opts.labels,
                           inputs=details["inputs"], outputs=details["outputs"], target=opts.target)
     meta["input"]["layout"] = layout.upper()
+    # the (H, W) the file was traced at; open_size: the Keras model takes any size and --input-size chose this one
+    meta["input"]["size"] = [int(s) for s in loaded.input_shape[:2]]
+    meta["input"]["open_size"] = loaded.open_input_shape is not None
     return meta
 
 

@@ -1,10 +1,12 @@
 """Validate an export folder (or one artifact in it) against its Keras reference on held-out inputs.
 
-The reference is the ``<name>.keras`` the export saved; the inputs are never the calibration samples (their ids are
-in the manifest and excluded). Every artifact runs on its own runtime (LiteRT, onnxruntime), is compared output by
-output with :func:`edgeconv.verify.compare.compare_outputs` under its precision's tolerance, and fails when its file no
-longer matches the sha256 the manifest recorded. Quantized / fp16 TFLite artifacts that fail get a layer-wise
-report (:mod:`edgeconv.verify.layerwise`) saying where the error comes from.
+The reference is the ``<name>.keras`` the export saved (reloaded with the custom objects the export recorded, or the
+ones given; a Lambda layer needs ``unsafe_deserialization`` again: never taken from the manifest); the inputs are
+never the calibration samples (their ids are in the manifest and excluded). Every artifact runs on its own runtime
+(LiteRT, onnxruntime), is compared output by output with :func:`edgeconv.verify.compare.compare_outputs` under its
+precision's tolerance, and fails when its file no longer matches the sha256 the manifest recorded. Quantized / fp16
+TFLite artifacts that fail get a layer-wise report (:mod:`edgeconv.verify.layerwise`) saying where the error comes
+from.
 """
 from __future__ import annotations
 
@@ -226,13 +228,28 @@ def _resolve(path) -> tuple[Path, list[str] | None]:
     return p.parent, [p.name]
 
 
-def _load_reference(folder: Path, manifest: Manifest):
+def _load_reference(folder: Path, manifest: Manifest, opts: ValidationOptions) -> tuple[object, list[str]]:
+    """The Keras reference -> (model, warnings). Custom objects: ``opts.custom_objects`` when given, else the files
+    the export recorded, re-imported when they are still there with the same sha256."""
     ref = manifest.reference.get("file")
     if not ref or not (folder / ref).exists():
         raise EdgeconvError(f"{folder}: the Keras reference {ref or '(none recorded)'} is missing")
-    from edgeconv.pipeline.load import load_keras_file
+    from edgeconv.pipeline.custom_objects import import_custom_objects, reuse_recorded
+    from edgeconv.pipeline.load import load_keras_model
 
-    return load_keras_file(folder / ref)
+    warnings: list[str] = []
+    if opts.custom_objects:
+        custom, hint = import_custom_objects(opts.custom_objects), None
+        recorded = {d.get("name"): d.get("sha256") for d in manifest.custom_objects}
+        for src in custom.sources:
+            if src.name in recorded and recorded[src.name] not in (None, src.sha256):
+                warnings.append(f"--custom-objects {src.name} differs from the file the export imported "
+                                f"(sha256 {str(src.sha256)[:12]} vs {str(recorded[src.name])[:12]})")
+    else:
+        custom, hint = reuse_recorded(manifest.custom_objects)
+    model, notes = load_keras_model(folder / ref, custom_objects=custom,
+                                    unsafe_deserialization=opts.unsafe_deserialization, hint=hint)
+    return model, warnings + notes
 
 
 def validate(path, options: ValidationOptions | None = None, *, artifacts=None, **overrides) -> ValidationReport:
@@ -256,9 +273,10 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
     for rec in records:
         if not (folder / rec.file).exists():
             raise EdgeconvError(f"{folder / rec.file} is listed in the manifest but missing")
-    model = _load_reference(folder, manifest)
+    model, warnings = _load_reference(folder, manifest, opts)
     random_weights = manifest.weights.is_random
-    inputs, data_note, warnings = validation_inputs(manifest, opts)
+    inputs, data_note, data_warnings = validation_inputs(manifest, opts)
+    warnings += data_warnings
     y, label_source = None, None
     if opts.labels is not None:
         y, label_source = load_labels(opts.labels, inputs.ids), str(opts.labels)
