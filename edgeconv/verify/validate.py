@@ -328,7 +328,7 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
     return report
 
 
-GENERIC_PHOTOS_NOTE = ("judged on the embedded generic photo set (no --calibration or --data was given): photos "
+GENERIC_PHOTOS_NOTE = ("the embedded generic photo set (no --calibration or --data was given): photos "
                        "unlike the model's own data can fail a model that is fine; pass --data with held-out samples "
                        "like the model's")
 
