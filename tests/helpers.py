@@ -136,14 +136,17 @@ def _cache_dir() -> Path:
 
 def cached_trained_tiny(epochs: int = 20, seed: int = 0) -> tuple[Path, float]:
     """(path to .keras, held-out float accuracy) of the trained tiny MobileNetV3-style model, trained once per
-    machine: the file is keyed by this module's source, the Keras/TF versions and the arguments, and an exclusive
+    machine: the file is keyed by the source of the functions that make it, the Keras/TF versions and the arguments,
+    and an exclusive
     file lock makes concurrent test processes (pytest-xdist workers) wait for the first one instead of each
     training its own copy."""
     import keras
     import tensorflow as tf
 
-    key = hashlib.sha256(Path(__file__).read_bytes() + f"{keras.__version__} {tf.__version__} {epochs} {seed}"
-                         .encode()).hexdigest()[:16]
+    import inspect
+
+    code = "".join(inspect.getsource(f) for f in (digits_pixels, build_tiny_mnv3, train))
+    key = hashlib.sha256(f"{code} {keras.__version__} {tf.__version__} {epochs} {seed}".encode()).hexdigest()[:16]
     folder = _cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     model_file, info_file = folder / f"tiny_mnv3-{key}.keras", folder / f"tiny_mnv3-{key}.json"
@@ -159,3 +162,25 @@ def cached_trained_tiny(epochs: int = 20, seed: int = 0) -> tuple[Path, float]:
             info_file.write_text(json.dumps({"heldout_accuracy": acc}))
     return model_file, float(json.loads(info_file.read_text())["heldout_accuracy"])
 
+
+# The h-swish of the tutorials as a user's own module: a plain Layer and a plain function, registered nowhere
+# (tests/test_custom_objects.py, tests/test_user_models.py).
+USER_LAYERS = '''"""h-swish as the tutorials write it: a plain Layer and a plain function, registered nowhere."""
+import math
+
+import keras
+from keras import layers, ops
+from keras.layers import Layer  # Keras' own: not a custom object
+
+
+class HSwish(layers.Layer):
+    def call(self, x):
+        return x * ops.relu6(x + 3.0) / 6.0
+
+
+def hsigmoid(x):
+    return ops.relu6(x + 3.0) / 6.0
+
+
+SCALE = math.pi  # neither a layer nor a function
+'''

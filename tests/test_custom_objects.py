@@ -13,26 +13,8 @@ from edgeconv.errors import EdgeconvError, UsageError
 from edgeconv.pipeline.custom_objects import (MODULE_PREFIX, import_custom_objects, missing_objects, python_lambdas,
                                               read_model_config)
 from edgeconv.pipeline.load import load_model
+from helpers import USER_LAYERS
 
-USER_LAYERS = '''"""h-swish as the tutorials write it: a plain Layer and a plain function, registered nowhere."""
-import math
-
-import keras
-from keras import layers, ops
-from keras.layers import Layer  # Keras' own: not a custom object
-
-
-class HSwish(layers.Layer):
-    def call(self, x):
-        return x * ops.relu6(x + 3.0) / 6.0
-
-
-def hsigmoid(x):
-    return ops.relu6(x + 3.0) / 6.0
-
-
-SCALE = math.pi  # neither a layer nor a function
-'''
 
 
 @pytest.fixture(scope="module")

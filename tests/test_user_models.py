@@ -19,19 +19,8 @@ import edgeconv
 from edgeconv.cli import main
 from edgeconv.errors import EdgeconvError
 from edgeconv.pipeline.metadata import read_metadata
+from helpers import USER_LAYERS
 
-MY_LAYERS = '''"""The tutorial h-swish: a plain custom Layer and a plain function, registered nowhere."""
-from keras import layers, ops
-
-
-class HSwish(layers.Layer):
-    def call(self, x):
-        return x * ops.relu6(x + 3.0) / 6.0
-
-
-def hsigmoid(x):
-    return ops.relu6(x + 3.0) / 6.0
-'''
 HSWISH_LAYERS = 3  # stem_hswish, b2_expand_hswish, b2_dw_hswish in helpers.build_tiny_mnv3
 
 
@@ -48,7 +37,7 @@ def custom_model(trained_tiny, tmp_path_factory):
     from helpers import build_tiny_mnv3
 
     src = tmp_path_factory.mktemp("code") / "my_layers.py"
-    src.write_text(MY_LAYERS)
+    src.write_text(USER_LAYERS)
     spec = importlib.util.spec_from_file_location("my_layers", src)
     my_layers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(my_layers)
