@@ -137,9 +137,8 @@ def _cache_dir() -> Path:
 def cached_trained_tiny(epochs: int = 20, seed: int = 0) -> tuple[Path, float]:
     """(path to .keras, held-out float accuracy) of the trained tiny MobileNetV3-style model, trained once per
     machine: the file is keyed by the source of the functions that make it, the Keras/TF versions and the arguments,
-    and an exclusive
-    file lock makes concurrent test processes (pytest-xdist workers) wait for the first one instead of each
-    training its own copy."""
+    and an exclusive file lock makes concurrent test processes (pytest-xdist workers) wait for the first one instead
+    of each training its own copy."""
     import keras
     import tensorflow as tf
 
