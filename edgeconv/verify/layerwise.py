@@ -138,9 +138,9 @@ class LayerReport:
         worst = ", ".join(f"{s.layer} ({_fmt_err(s)})" for s in self.worst(n))
         suspects = sum(s.suspect for s in self.layers)
         head = f"{self.self_test}; " if self.self_test else ""
+        which = "lowest" if self.ranked_by == LOCAL_RANKING else "worst for the output"
         return (f"{head}{len(self.layers)} layers matched (proven on fp32), {len(self.not_comparable)} not "
-                f"comparable (fused), {suspects} suspect (rmse/scale > {SUSPECT_RMSE_SCALE}); worst for the output: "
-                f"{worst}")
+                f"comparable (fused), {suspects} suspect (rmse/scale > {SUSPECT_RMSE_SCALE}); {which}: {worst}")
 
     def to_dict(self) -> dict:
         return {"artifact": self.artifact, "samples": self.samples, "plot": self.plot_file,
@@ -206,15 +206,18 @@ class LayerReport:
         for k, s in enumerate(self.worst(label_worst)):
             i = pos[id(s)]
             if math.isfinite(y1[i]):
-                ax1.annotate(f"{k + 1}. {s.layer}", (xs[i], y1[i]), xytext=(6, -12 - 9 * (k % 3)),
+                ax1.annotate(f"{k + 1}. {s.layer}", (xs[i], y1[i]), xytext=(8 + 4 * k, 14 + 11 * k),
                              textcoords="offset points", fontsize=8, color="tab:red",
+                             bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8),
                              arrowprops=dict(arrowstyle="-", color="tab:red", lw=0.6))
-        if ax1.get_legend_handles_labels()[0]:
-            ax1.legend(fontsize=7, loc="lower left")
+        handles, labels = ax1.get_legend_handles_labels()
         what = "ranked by output cost" if ranked else "local error"
-        ax1.set_title(f"{self.artifact}: {len(self.layers)} layers ({what}), {len(self.not_comparable)} fused / not "
-                      f"comparable, {self.samples} inputs", fontsize=10)
-        fig.tight_layout()
+        ax1.set_title(f"{self.artifact}: {len(self.layers)} layers ({what}, worst labelled), "
+                      f"{len(self.not_comparable)} fused / not comparable, {self.samples} inputs", fontsize=10,
+                      loc="left")
+        fig.tight_layout(rect=(0, 0, 1, 0.97))
+        if handles:
+            fig.legend(handles, labels, fontsize=8, loc="upper right", ncol=len(handles), frameon=False)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100)
         plt.close(fig)
