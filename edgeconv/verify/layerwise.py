@@ -24,8 +24,9 @@ Two errors per matched layer:
 Ranking (:data:`RANKED_BY`): a layer's own error (TFLite value minus the Keras layer run on the TFLite inputs) is
 added to the float Keras activation of that layer alone, the float model runs on to the output, and the output's
 SQNR against the pure float output says what that layer costs. Lower = worse. A final softmax is looked through (the
-logits are measured; the softmax layer itself by its own error): a confident softmax flattens every inner error. ``LayerReport.worst`` and the int8
-fallback's ranking use this order; rmse/scale stays as the local "suspect" rule of thumb.
+logits are measured; the softmax layer itself by its own error): a confident softmax flattens every inner error.
+``LayerReport.worst`` and the int8 fallback's ranking use this order; rmse/scale stays as the local "suspect" rule of
+thumb. On fp32 artifacts no ranking is computed (every error is float rounding).
 """
 from __future__ import annotations
 
