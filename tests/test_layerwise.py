@@ -8,7 +8,7 @@ import pytest
 
 from edgeconv.errors import EdgeconvError
 from edgeconv.verify.layerwise import (HEALTHY_RMSE_SCALE, PLOT_PX, PROOF_SQNR_DB, RANKED_BY, SUSPECT_RMSE_SCALE,
-                                       compare_layers)
+                                       SelfTestFailed, compare_layers)
 
 HSWISH = ["stem_hswish", "b2_expand_hswish", "b2_dw_hswish"]  # the h-swish layers conftest's model names
 
@@ -109,7 +109,8 @@ def test_fp32_self_test_fails_loudly_when_a_matched_layer_disagrees(tiny, tmp_pa
     bent.get_layer("b2_dw").set_weights([k * 1.02])
     other = convert_tflite(trace(bent, tmp_path), "fp32")
     assert compare_layers(model, fp32, x[:4]).self_test  # the true file passes
-    with pytest.raises(EdgeconvError, match=r"self-test failed: .* b2_dw_bn vs tensor .* the matcher is wrong"):
+    assert issubclass(SelfTestFailed, EdgeconvError)  # a one-line user-facing error; validate fails the fp32 on it
+    with pytest.raises(SelfTestFailed, match=r"self-test failed: .* b2_dw_bn vs tensor .* the matcher is wrong"):
         compare_layers(model, other, x[:4], float_tflite=fp32)
 
 

@@ -55,7 +55,12 @@ RANKED_BY = ("output SQNR with only this layer's own error injected into the flo
 KERAS_SCOPE_SUFFIX = re.compile(r"_\d+$")
 
 __all__ = ["LayerStat", "LayerReport", "compare_layers", "HEALTHY_RMSE_SCALE", "SUSPECT_RMSE_SCALE",
-           "PROOF_SQNR_DB", "RANKED_BY"]
+           "PROOF_SQNR_DB", "RANKED_BY", "SelfTestFailed"]
+
+
+class SelfTestFailed(EdgeconvError):
+    """An fp32 artifact's layer report found a matched layer beyond float rounding: the matcher (or the file) is
+    wrong. ``validate`` fails the fp32 artifact with it instead of printing a report nobody should trust."""
 
 
 @dataclass
@@ -118,6 +123,7 @@ class LayerReport:
     node_data_file: str | None = None  # Model Explorer overlay (:meth:`write_node_data`)
     not_comparable: dict[str, str] = field(default_factory=dict)  # layer -> why ("fused into X", ...)
     self_test: str | None = None  # fp32 artifacts: the matcher's self-test verdict
+    self_test_failed: bool = False  # ``error`` is a failed fp32 self-test (:class:`SelfTestFailed`)
     ranked_by: str = RANKED_BY
 
     def worst(self, n: int = 5) -> list[LayerStat]:
@@ -510,7 +516,7 @@ def compare_layers(keras_model, tflite_bytes_or_path, x: np.ndarray, *, max_samp
     Matches are proven on ``float_tflite`` (the fp32 .tflite of the same export; the artifact itself when it is
     fp32; else one is converted from ``keras_model``). Layers are ranked by what their own error costs the output
     (:data:`RANKED_BY`). On an fp32 artifact the report is a self-test of the matcher and raises
-    :class:`EdgeconvError` when a matched layer is not at float rounding on every input."""
+    :class:`SelfTestFailed` when a matched layer is not at float rounding on every input."""
     from edgeconv.runtime.runners import LiteRTRunner
 
     x = np.asarray(x[:max_samples], np.float32)
@@ -592,7 +598,7 @@ def compare_layers(keras_model, tflite_bytes_or_path, x: np.ndarray, *, max_samp
     if fp32:
         bad = [s for s in stats if not s.sqnr_db >= PROOF_SQNR_DB]
         if bad:
-            raise EdgeconvError(
+            raise SelfTestFailed(
                 f"{name}: layer-wise self-test failed: on this fp32 file {len(bad)} matched layer(s) differ from Keras "
                 f"beyond float rounding, e.g. {bad[0].layer} vs tensor {bad[0].tensor} at {bad[0].sqnr_db:.1f} dB "
                 f"(< {PROOF_SQNR_DB:g} dB): the matcher is wrong")
