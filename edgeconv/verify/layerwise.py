@@ -385,7 +385,8 @@ def _prove(float_runner, model, nodes, x: np.ndarray) -> tuple[dict[str, _Proof]
     """Match Keras layers to TFLite tensors, keeping only matches the float file proves: the tensor's fp32 value
     equals the Keras layer's output at >= :data:`PROOF_SQNR_DB`. Candidates are every computing op's output of the
     same size (named after the layer, a model output, or neither); one tensor goes to one layer, the deepest that
-    holds it (a Dropout / identity after a layer holds the same value). Returns ({layer: proof}, {layer: why not})."""
+    holds it, a computing layer before an inference-time identity (a Dropout after it holds the same value).
+    Returns ({layer: proof}, {layer: why not})."""
     import keras
 
     layers = [(layer, depth, node) for layer, depth, node in nodes
@@ -423,7 +424,10 @@ def _prove(float_runner, model, nodes, x: np.ndarray) -> tuple[dict[str, _Proof]
             proven[layer.name] = sorted(cands, key=lambda c: c[:2])
     claimed: dict[int, str] = {}
     result: dict[str, _Proof] = {}
-    for layer, _, _ in sorted(layers, key=lambda n: -n[1]):  # deepest first
+    identity = (keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+                keras.layers.AlphaDropout, keras.layers.ActivityRegularization, keras.layers.Identity)
+    # deepest first, a layer that computes something before an inference-time identity (Dropout) holding its value
+    for layer, _, _ in sorted(layers, key=lambda n: (isinstance(n[0], identity), -n[1])):
         for _, _, t, how, q in proven.get(layer.name, []):
             if t in claimed:
                 why.setdefault(layer.name, f"same tensor as {claimed[t]}")
