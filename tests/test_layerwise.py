@@ -6,14 +6,16 @@ import math
 import numpy as np
 import pytest
 
-from edgeconv.verify.layerwise import HEALTHY_RMSE_SCALE, SUSPECT_RMSE_SCALE, compare_layers
+from edgeconv.errors import EdgeconvError
+from edgeconv.verify.layerwise import (HEALTHY_RMSE_SCALE, PLOT_PX, PROOF_SQNR_DB, RANKED_BY, SUSPECT_RMSE_SCALE,
+                                       SelfTestFailed, compare_layers)
 
 HSWISH = ["stem_hswish", "b2_expand_hswish", "b2_dw_hswish"]  # the h-swish layers conftest's model names
 
 
 @pytest.fixture(scope="module")
 def tiny(trained_tiny, digits, tmp_path_factory):
-    """(Keras model, int8 .tflite bytes, fp16 .tflite bytes, held-out inputs)."""
+    """(Keras model, int8 .tflite bytes, fp16 .tflite bytes, held-out inputs, fp32 .tflite bytes)."""
     import keras
 
     from edgeconv.tflite.convert import convert_tflite
@@ -22,12 +24,15 @@ def tiny(trained_tiny, digits, tmp_path_factory):
     model = keras.saving.load_model(trained_tiny[0], compile=False)
     (xtr, _), (xte, _) = digits
     sm = trace(model, tmp_path_factory.mktemp("lw"))
-    return model, convert_tflite(sm, "int8", xtr[:100], "int"), convert_tflite(sm, "fp16"), xte[:16]
+    return (model, convert_tflite(sm, "int8", xtr[:100], "int"), convert_tflite(sm, "fp16"), xte[:16],
+            convert_tflite(sm, "fp32"))
 
 
 def test_int8_layer_report_lists_every_hswish_with_finite_error(tiny, tmp_path):
-    model, int8, _, x = tiny
-    rep = compare_layers(model, int8, x, artifact="tiny_int8.tflite")
+    from PIL import Image
+
+    model, int8, _, x, fp32 = tiny
+    rep = compare_layers(model, int8, x, artifact="tiny_int8.tflite", float_tflite=fp32)
     names = [s.layer for s in rep.layers]
     keras_names = {layer.name for layer in model.layers}
     for h in HSWISH:
@@ -41,8 +46,18 @@ def test_int8_layer_report_lists_every_hswish_with_finite_error(tiny, tmp_path):
     # the model output (an unnamed TFLite tensor) is matched too, and graph order is kept
     assert rep.layer("probs").matched_by == "output" and names[-1] == "probs"
     assert [s.depth for s in rep.layers] == sorted(s.depth for s in rep.layers)
+    # every match is proven on the fp32 file; the layers the converter fused away are not comparable, with where to
+    assert all(s.proof_sqnr_db >= PROOF_SQNR_DB for s in rep.layers)
+    assert rep.not_comparable["stem_conv"] == "fused into stem_bn"
+    assert rep.not_comparable["b1_dw_bn"] == "fused into b1_relu6"  # the ReLU6 output, not the BN's
+    assert rep.not_comparable["b1_se_expand"] == "fused into b1_se_hsigmoid"  # the conv tensor holds relu6(x + 3)
+    assert len(rep.layers) == 16 and len(rep.not_comparable) == 10 and not set(rep.not_comparable) & set(names)
+    # ranked by what each layer's own error costs the output (issue 18), not by rmse/scale
     worst = rep.worst(3)
-    assert worst[0].layer in keras_names and worst[0].rmse_scale >= worst[1].rmse_scale >= worst[2].rmse_scale
+    assert rep.ranked_by == RANKED_BY and rep.to_dict()["ranked_by"] == RANKED_BY
+    assert worst[0].layer in keras_names
+    assert worst[0].output_sqnr_db <= worst[1].output_sqnr_db <= worst[2].output_sqnr_db < 45  # measured 33-37 dB
+    assert min(s.output_sqnr_db for s in rep.layers) == worst[0].output_sqnr_db
     # an honest int8: every layer's own error is near pure rounding, none suspect
     med = float(np.median([s.rmse_scale for s in rep.layers]))
     assert 0.5 * HEALTHY_RMSE_SCALE < med < 1.5 * HEALTHY_RMSE_SCALE
@@ -51,11 +66,12 @@ def test_int8_layer_report_lists_every_hswish_with_finite_error(tiny, tmp_path):
     assert rep.layer("b2_project_bn").sqnr_db < rep.layer("stem_bn").sqnr_db
     png = rep.plot(tmp_path / "layers.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and rep.to_dict()["plot"] == "layers.png"
+    assert Image.open(png).size == PLOT_PX and PLOT_PX[0] <= 1600
 
 
 def test_fp16_layers_are_float_and_close(tiny):
-    model, _, fp16, x = tiny
-    rep = compare_layers(model, fp16, x, max_samples=4)
+    model, _, fp16, x, fp32 = tiny
+    rep = compare_layers(model, fp16, x, max_samples=4, float_tflite=fp32)
     assert rep.samples == 4 and all(s.scale is None and s.rmse_scale is None for s in rep.layers)
     assert min(s.sqnr_db for s in rep.layers) > 35  # fp16 weights: measured 47-72 dB
     assert rep.worst(1)[0].layer in {layer.name for layer in model.layers}
@@ -75,6 +91,27 @@ def test_tutorial_hswish_layer_is_flagged_by_its_tflite_op(tmp_path, digits):
         s = rep.layer(h)
         assert s.layer_class == "TutorialHSwish" and "hard_swish" in s.flags and s.sqnr_db > 80
     assert "hard_sigmoid" in rep.layer("b1_se_hsigmoid").flags
+    assert rep.self_test.startswith("fp32 self-test of the matcher passed") and "self-test" in rep.summary()
+
+
+def test_fp32_self_test_fails_loudly_when_a_matched_layer_disagrees(tiny, tmp_path):
+    """Matches proven on the true fp32 file, then checked on an fp32 file whose b2_dw kernel is 2% off: every layer
+    from b2_dw on is beyond float rounding, and the report refuses to exist."""
+    import keras
+
+    from edgeconv.pipeline.trace import trace
+    from edgeconv.tflite.convert import convert_tflite
+
+    model, _, _, x, fp32 = tiny
+    bent = keras.models.clone_model(model)
+    bent.set_weights(model.get_weights())
+    (k,) = bent.get_layer("b2_dw").get_weights()
+    bent.get_layer("b2_dw").set_weights([k * 1.02])
+    other = convert_tflite(trace(bent, tmp_path), "fp32")
+    assert compare_layers(model, fp32, x[:4]).self_test  # the true file passes
+    assert issubclass(SelfTestFailed, EdgeconvError)  # a one-line user-facing error; validate fails the fp32 on it
+    with pytest.raises(SelfTestFailed, match=r"self-test failed: .* b2_dw_bn vs tensor .* the matcher is wrong"):
+        compare_layers(model, other, x[:4], float_tflite=fp32)
 
 
 def test_int16x8_tensors_are_judged_by_sqnr_not_the_8bit_rule(tiny, trained_tiny, digits, tmp_path):
@@ -85,10 +122,10 @@ def test_int16x8_tensors_are_judged_by_sqnr_not_the_8bit_rule(tiny, trained_tiny
     from edgeconv.tflite.convert import convert_tflite
     from edgeconv.pipeline.trace import trace
 
-    model, _, _, x = tiny
+    model, _, _, x, fp32 = tiny
     (xtr, _), _ = digits
     sm = trace(keras.saving.load_model(trained_tiny[0], compile=False), tmp_path)
-    rep = compare_layers(model, convert_tflite(sm, "int16x8", xtr[:100], "int"), x, max_samples=8)
+    rep = compare_layers(model, convert_tflite(sm, "int16x8", xtr[:100], "int"), x, max_samples=8, float_tflite=fp32)
     int16 = [s for s in rep.layers if s.dtype == "int16"]
     assert len(int16) > 5 and all(s.scale > 0 and s.rmse_scale is None and not s.suspect for s in int16)
     assert min(s.local_sqnr_db for s in int16) > 25

@@ -126,15 +126,22 @@ def _layers_md(rep) -> str:
     lines = [f"### Layer-wise ({rep.samples} inputs)", "", rep.summary() + ".", ""]
     if rep.plot_file:
         lines += [f"![error by depth]({rep.plot_file})", ""]
-    cols = ["depth", "layer", "class", "TFLite op", "rmse/scale", "local SQNR dB", "SQNR vs Keras dB", "max abs",
-            "flags"]
-    rows = [[s.depth, s.layer, s.layer_class, s.op, _num(s.rmse_scale, ".2f"), _num(s.local_sqnr_db, ".1f"),
-             _num(s.sqnr_db, ".1f"), _num(s.max_abs, ".3g"),
+    cols = ["depth", "layer", "class", "TFLite op", "output SQNR dB", "rmse/scale", "local SQNR dB",
+            "SQNR vs Keras dB", "max abs", "flags"]
+    rank = {id(s): i + 1 for i, s in enumerate(rep.worst(len(rep.layers)))} if rep.layers[:1] and \
+        rep.layers[0].output_sqnr_db is not None else {}
+    rows = [[s.depth, s.layer, s.layer_class, s.op,
+             _num(s.output_sqnr_db, ".1f") + (f" (#{rank[id(s)]})" if rank.get(id(s), 99) <= 5 else ""),
+             _num(s.rmse_scale, ".2f"), _num(s.local_sqnr_db, ".1f"), _num(s.sqnr_db, ".1f"), _num(s.max_abs, ".3g"),
              ", ".join(s.flags) + (" SUSPECT" if s.suspect else "")] for s in rep.layers]
     lines.append(markdown_table(cols, rows))
-    lines += ["", "rmse/scale: the layer's own error (its float computation on the same TFLite inputs) in "
-              "quantization steps; about 0.29 is pure rounding, above 0.7 is suspect. SQNR vs Keras accumulates "
-              "everything upstream."]
+    lines += ["", f"Ranked by {rep.ranked_by}. Every matched layer is proven on the fp32 .tflite (its tensor equals "
+              "the Keras layer output to float rounding). rmse/scale: the layer's own error (its float computation "
+              "on the same TFLite inputs) in quantization steps; about 0.29 is pure rounding, above 0.7 is suspect. "
+              "SQNR vs Keras accumulates everything upstream."]
+    if rep.not_comparable:
+        lines += ["", f"Not comparable ({len(rep.not_comparable)}; the converter fused them, no TFLite tensor holds "
+                  "their value): " + "; ".join(f"{k} ({v})" for k, v in rep.not_comparable.items())]
     return "\n".join(lines)
 
 

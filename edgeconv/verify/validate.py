@@ -312,7 +312,11 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
         want_layers = rec.format == "tflite" and res.error is None and (
             opts.layers or (opts.layers_on_failure and not res.passed and rec.precision in LAYERWISE_ON_FAILURE))
         if want_layers:
-            res.layers = _layer_report(model, file, inputs.x, folder if opts.write else None)
+            fp32 = next((folder / r.file for r in manifest.artifacts
+                         if r.format == "tflite" and r.precision == "fp32" and (folder / r.file).exists()), None)
+            res.layers = _layer_report(model, file, inputs.x, folder if opts.write else None, fp32)
+            if getattr(res.layers, "self_test_failed", False):
+                res.error = res.layers.error  # fp32 --layers is a self-test of the matcher: it fails loudly
         elif opts.write:  # a plot from an earlier failing run would contradict this report
             (folder / f"{file.stem}.layers.png").unlink(missing_ok=True)
             (folder / f"{file.stem}.layers.node_data.json").unlink(missing_ok=True)
@@ -395,16 +399,19 @@ def reference_noise(model, x: np.ndarray, reference: list[np.ndarray]) -> float:
     return max(noise, *(float(np.max(np.abs(a - r[:n]))) for a, r in zip(single, reference)))
 
 
-def _layer_report(model, file: Path, x: np.ndarray, plot_dir: Path | None):
+def _layer_report(model, file: Path, x: np.ndarray, plot_dir: Path | None, float_tflite: Path | None = None):
+    """The layer-wise report of one TFLite artifact; its matches are proven on the folder's fp32 .tflite (the same
+    trace, the same tensor names), or on one converted from the Keras model when the folder has none."""
     from edgeconv.verify.layerwise import compare_layers
 
     try:
-        rep = compare_layers(model, file, x, max_samples=LAYERWISE_SAMPLES, artifact=file.name)
+        rep = compare_layers(model, file, x, max_samples=LAYERWISE_SAMPLES, artifact=file.name,
+                             float_tflite=float_tflite)
     except Exception as e:  # noqa: BLE001 - a diagnostic must never sink the validation it explains
-        from edgeconv.verify.layerwise import LayerReport
+        from edgeconv.verify.layerwise import LayerReport, SelfTestFailed
 
         msg = str(e) if isinstance(e, EdgeconvError) else f"{type(e).__name__}: {e}"
-        return LayerReport(file.name, [], 0, [], error=msg)
+        return LayerReport(file.name, [], 0, [], error=msg, self_test_failed=isinstance(e, SelfTestFailed))
     if plot_dir is not None and rep.layers:
         rep.plot(plot_dir / f"{file.stem}.layers.png")
         rep.write_node_data(plot_dir / f"{file.stem}.layers.node_data.json")
