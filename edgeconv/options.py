@@ -68,9 +68,12 @@ class ExportOptions:
 
     ``precisions``: keys of :data:`edgeconv.precisions.PRECISIONS` (fp32 is always added). ``calibration``: image
     folder, .npy/.npz, or None for the embedded photo set. ``input_size`` / ``classes`` / ``width`` reach the zoo
-    builder; ``preprocessing`` (an ``edgeconv.models.Preprocessing``) overrides the model's own. ``target`` adds a
-    device class's precisions (:data:`edgeconv.pipeline.phone_ready.TARGETS`). ``command`` is what the manifest
-    records as the command line (the CLI passes its own; library calls record a Python call).
+    builder; ``weights`` (zoo models): None = ImageNet weights where the model has them and the build fits them,
+    else random; "imagenet", "random", or a weights file (:func:`edgeconv.pipeline.load.load_model`).
+    ``preprocessing`` (an ``edgeconv.models.Preprocessing``) overrides the model's own. ``class_labels``: a text
+    file (one name per line) or a list of names; None: the ImageNet class names when the weights are ImageNet's.
+    ``target`` adds a device class's precisions (:data:`edgeconv.pipeline.phone_ready.TARGETS`). ``command`` is what
+    the manifest records as the command line (the CLI passes its own; library calls record a Python call).
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -94,7 +97,7 @@ class ExportOptions:
     command: str | None = None
     quiet: bool = False
     target: str | None = None
-    class_labels: str | os.PathLike | None = None
+    class_labels: str | os.PathLike | tuple[str, ...] | None = None
     model_version: str = "1"
     rewrite: bool = True
 
@@ -103,6 +106,8 @@ class ExportOptions:
         object.__setattr__(self, "keep_float", tuple(str(k) for k in self.keep_float))
         object.__setattr__(self, "width", dict(self.width or {}))
         object.__setattr__(self, "model_version", str(self.model_version))
+        if isinstance(self.class_labels, list):
+            object.__setattr__(self, "class_labels", tuple(self.class_labels))
 
     def check(self) -> "ExportOptions":
         """Option checks that need no model; the ones that need the precision list run in the export."""
