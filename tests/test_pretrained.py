@@ -281,6 +281,25 @@ def test_builds_the_weights_do_not_fit_get_random_weights_and_a_note(keras_home,
     assert get_file_calls == []
 
 
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_weights_file_into_a_model_that_has_imagenet_weights(keras_home, get_file_calls, monkeypatch, tmp_path,
+                                                             suffix):
+    """--weights FILE keeps working for the pretrained families, at their ImageNet configuration too."""
+    import keras
+
+    monkeypatch.setattr(pretrained, "probe_host", lambda *a, **k: pytest.fail("a weights file needs no network"))
+    keras.utils.set_random_seed(7)
+    mine = models.create_model("mobilenet_v1", input_shape=(128, 128, 3), alpha=0.25)  # has ImageNet weights
+    path = tmp_path / f"mine{suffix}"
+    mine.save_weights(path) if suffix == ".weights.h5" else mine.save(path)
+    loaded = load_model("mobilenet_v1", weights=str(path), input_size=128, width={"alpha": 0.25})
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 128, 128, 3)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(loaded.model(x)), np.asarray(mine(x)))
+    assert loaded.weights.kind == "file" and loaded.weights.path == str(path) and loaded.weights_note is None
+    assert loaded.weights.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert get_file_calls == []
+
+
 def test_explicit_imagenet_that_cannot_be_had_is_an_error(keras_home, get_file_calls, tmp_path):
     get_file_calls.mode = "offline"
     tmp_path = tmp_path / "out"

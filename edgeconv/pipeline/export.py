@@ -145,8 +145,9 @@ def _init_weights(loaded: LoadedModel, opts: ExportOptions, calib) -> tuple[Weig
     weights (asked for with ``--weights random``, none published, a build they do not fit, or they could not be had:
     :func:`edgeconv.pipeline.load.load_model` says which) gets its BatchNorm statistics re-estimated on calibration
     images (:mod:`edgeconv.models.batchnorm`) so activations keep a realistic scale and its output depends on its
-    input; otherwise nothing about the export could be validated. The warning is the load stage's note, or, for a
-    model without published weights, today's note; ``--weights random`` gets none."""
+    input; otherwise nothing about the export could be validated. The warning is the load stage's note (why the
+    model has random weights although it has pretrained ones), or for a model without published weights the
+    BatchNorm note; ``--weights random`` gets none."""
     record = loaded.weights
     if not record.is_random:
         return record, loaded.weights_note

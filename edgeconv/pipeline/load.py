@@ -7,7 +7,7 @@ model has them and the build fits them (1000 classes, a size they exist for), el
 be had (no network, not in the Keras cache) the model gets random weights and a note saying why
 (:mod:`edgeconv.pipeline.pretrained`). ``"imagenet"`` asks for them (a build they do not fit is a usage error, weights
 that cannot be had an error), ``"random"`` for random weights, anything else is a weights file (``.weights.h5`` or
-``.keras``) loaded into the zoo model.
+``.keras``) loaded into the zoo model (a file named "imagenet" or "random" is passed as ``./imagenet``).
 """
 from __future__ import annotations
 
@@ -18,9 +18,6 @@ from pathlib import Path
 from edgeconv.errors import EdgeconvError, UsageError, first_line
 from edgeconv.fileio import sha256_file
 from edgeconv.pipeline.manifest import WeightsRecord
-
-#: ``weights`` values that are not file names (a file named like this is passed as ./imagenet).
-WEIGHTS_CHOICES = ("imagenet", "random")
 
 
 @dataclass

@@ -59,9 +59,13 @@ def keras_cache_dir() -> Path:
     """The folder keras.applications' ``get_file(..., cache_subdir="models")`` reads and writes, decided exactly as
     ``keras.src.utils.file_utils.get_file`` decides it (keras' home as read at import, /tmp/.keras when that is not
     writable)."""
-    from keras.src.backend import config
+    try:
+        from keras.src.backend import config
 
-    base = os.path.expanduser(config.keras_home())
+        home = config.keras_home()
+    except (ImportError, AttributeError):  # a keras that moved its private accessor: its documented rule
+        home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    base = os.path.expanduser(home)
     if not os.access(base, os.W_OK):
         base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
     return Path(base) / "models"
