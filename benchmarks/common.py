@@ -188,9 +188,9 @@ def _cell(v) -> str:
 
 
 def markdown_table(columns: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(v) for v in r) + " |" for r in rows]
-    return "\n".join(lines)
+    from edgeconv.console import markdown_table as table
+
+    return table(columns, rows, cell=_cell)
 
 
 def write_results(stem: str, title: str, columns: list[str], rows: list[list], *, command: str, notes=(),

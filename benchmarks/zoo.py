@@ -46,6 +46,7 @@ def _err(e: Exception) -> str:
 def child(args) -> dict:
     """Export + validate one model; when the all-in-one export fails, one precision at a time."""
     from edgeconv import models
+    from edgeconv.options import ValidationOptions
     from edgeconv.pipeline.export import export
 
     name = args.one

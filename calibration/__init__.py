@@ -5,8 +5,8 @@ model inputs is :func:`edgeconv.pipeline.inputs.model_inputs`' job, the same way
 """
 from .embedded import EMBEDDED_SOURCE, default_samples
 from .imaging import IMAGE_SUFFIXES
-from .load import load_samples
+from .load import count_samples, load_samples
 from .samples import SPLITS, CalibrationError, Samples
 
-__all__ = ["load_samples", "default_samples", "Samples", "CalibrationError", "EMBEDDED_SOURCE", "IMAGE_SUFFIXES",
+__all__ = ["load_samples", "count_samples", "default_samples", "Samples", "CalibrationError", "EMBEDDED_SOURCE", "IMAGE_SUFFIXES",
            "SPLITS"]

@@ -57,6 +57,8 @@ def check_array(x: np.ndarray, path: Path, size: tuple[int, int], channels: int)
         raise CalibrationError(f"{path} is empty (shape {tuple(x.shape)})")
     if x.ndim == 3 and channels == 1:
         x = x[..., None]
+    if x.dtype.kind in "ui" and channels == 3 and x.ndim == 4 and x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)  # (N, H, W, 1) gray pixels for an RGB input (--rgb-input): R = G = B = gray
     if x.ndim != 4:
         want = "(N, H, W)" if channels == 1 else f"(N, H, W, {channels})"
         raise CalibrationError(f"{path} has shape {tuple(x.shape)}, expected {want} samples (N images of H x W)")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .arrays import array_samples
+from .arrays import array_samples, read_arrays
 from .embedded import default_samples
-from .folder import folder_samples
+from .folder import folder_samples, image_files
 from .samples import CalibrationError, Samples, split_label
 
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -34,3 +34,15 @@ def load_samples(path: str | os.PathLike | None = None, *, size=(224, 224), chan
         return array_samples(p, **kwargs)
     raise CalibrationError(f"{p} is not a folder of images, a .npy or an .npz: cannot use it as "
                            f"{split_label(split)} data")
+
+
+def count_samples(path: str | os.PathLike) -> int:
+    """How many samples ``path`` holds (images in a folder, rows of a .npy/.npz) without decoding any image; the
+    split of a user's data into calibration and held-out validation samples is planned with it."""
+    p = Path(path)
+    if p.is_dir():
+        return len(image_files(p))
+    if p.suffix.lower() in ARRAY_SUFFIXES and p.exists():
+        x, _ = read_arrays(p)
+        return int(x.shape[0]) if x.ndim >= 1 else 0
+    raise CalibrationError(f"{p} is not a folder of images, a .npy or an .npz")

@@ -86,6 +86,13 @@ def print_table(title: str, columns: list[str], rows: list[list], right_align: s
     con.print(table)
 
 
+def markdown_table(columns: list[str], rows: list[list], cell=str) -> str:
+    """A GitHub-flavoured markdown table; ``cell`` formats each value, ``|`` inside a value is escaped."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(v).replace("|", "\\|") for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 @contextlib.contextmanager
 def step(description: str, quiet: bool = False):
     """Show a long step: a spinner on a TTY; otherwise (pipes, CI logs) one plain line with the time when the step

@@ -53,6 +53,8 @@ class InspectReport:
     xnnpack: dict | None = None  # TFLite: measured delegate coverage
     gpu: dict | None = None  # TFLite: TF analyzer's GPU-delegate compatibility
     metadata: dict | None = None  # what edgeconv embedded (edgeconv.pipeline.metadata), None when nothing
+    tflite_metadata: dict | None = None  # Android's standard TFLITE_METADATA, decoded (TFLite only)
+    mediapipe: list[str] | None = None  # why MediaPipe Tasks would refuse the file ([] = loads), TFLite only
     opset: int | None = None  # ONNX
     warnings: list[str] = field(default_factory=list)
 
@@ -80,6 +82,18 @@ class InspectReport:
                        f"edgeconv {m.get('edgeconv_version')}, labels: {len(m.get('labels') or [])}")
         else:
             out.append("metadata: none embedded")
+        if self.tflite_metadata:
+            tm = self.tflite_metadata
+            ins = tm.get("inputs") or [{}]
+            outs = tm.get("outputs") or [{}]
+            out.append(f"TFLITE_METADATA: {tm.get('name')} v{tm.get('version')}, input {ins[0].get('color_space')} "
+                       f"mean {ins[0].get('mean')} std {ins[0].get('std')}, labels: "
+                       f"{len(outs[0].get('labels') or [])}")
+        elif self.format == "tflite":
+            out.append("TFLITE_METADATA: none (phone APIs such as MediaPipe Tasks need it)")
+        if self.mediapipe is not None:
+            out.append("MediaPipe Tasks: " + ("loads it" if not self.mediapipe else
+                                              "would refuse or misread it: " + "; ".join(self.mediapipe)))
         out += [f"warning: {w}" for w in self.warnings]
         return out
 
@@ -109,7 +123,7 @@ def _dtype_name(t) -> str:
 
 
 def _inspect_tflite(p: Path, data: bytes, xnnpack: bool, gpu: bool) -> InspectReport:
-    from edgeconv.pipeline.manifest import tflite_details
+    from edgeconv.tflite.introspect import tflite_details
     from edgeconv.pipeline.metadata import read_metadata
 
     details = tflite_details(data)
@@ -117,6 +131,10 @@ def _inspect_tflite(p: Path, data: bytes, xnnpack: bool, gpu: bool) -> InspectRe
                         inputs=details["inputs"], outputs=details["outputs"], ops=details["ops"],
                         size_by_type=constant_bytes_by_type(data), tensor_types=details["tensor_types"])
     rep.metadata = read_metadata(data)
+    from edgeconv.tflite import android_metadata
+
+    rep.tflite_metadata = android_metadata.read_metadata(data)
+    rep.mediapipe = android_metadata.mediapipe_problems(data)
     if xnnpack:
         rep.xnnpack = xnnpack_coverage(data)
     if gpu:
@@ -233,7 +251,7 @@ def _inspect_onnx(p: Path, data: bytes) -> InspectReport:
     import onnx
     from onnx import helper
 
-    from edgeconv.pipeline.manifest import onnx_details
+    from edgeconv.onnx.introspect import onnx_details, onnx_opset
 
     proto = onnx.load_from_string(data)
     layout = "nchw" if _looks_nchw(proto) else "nhwc"
@@ -242,7 +260,7 @@ def _inspect_onnx(p: Path, data: bytes) -> InspectReport:
     for init in proto.graph.initializer:
         dt = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type))
         sizes[dt.name] += int(np.prod(init.dims, dtype=np.int64)) * dt.itemsize
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    opset = onnx_opset(proto)
     meta = {m.key: m.value for m in proto.metadata_props}
     from edgeconv.pipeline.metadata import METADATA_NAME, parse_metadata
 

@@ -10,13 +10,13 @@ from typing import Any, Literal, Mapping
 
 from edgeconv.errors import UsageError
 
-IoType = Literal["int", "float"]
+IoType = Literal["uint8", "int", "float"]
 Fallback = Literal["none", "auto"]
 Layout = Literal["nhwc", "nchw"]
 Format = Literal["tflite", "onnx"]
 PrecisionName = Literal["fp32", "fp16", "dynamic", "int8", "int16x8"]
 
-IO_TYPES: tuple[str, ...] = ("int", "float")
+IO_TYPES: tuple[str, ...] = ("uint8", "int", "float")
 FALLBACKS: tuple[str, ...] = ("none", "auto")
 
 __all__ = ["ExportOptions", "ValidationOptions", "IoType", "Fallback", "Layout", "Format", "PrecisionName",
@@ -80,7 +80,7 @@ class ExportOptions:
     out_dir: str | os.PathLike = "artifacts"
     calibration: str | os.PathLike | None = None
     calib_samples: int = 200
-    io_type: IoType = "int"
+    io_type: IoType | None = None  # full-int8 TFLite I/O; None: the target's (npu: int), else uint8
     batch_size: int | None = 1
     input_size: int | tuple[int, int] | None = None
     classes: int | None = None
@@ -100,6 +100,7 @@ class ExportOptions:
     class_labels: str | os.PathLike | tuple[str, ...] | None = None
     model_version: str = "1"
     rewrite: bool = True
+    rgb_input: bool = False  # 1-channel models: export with an RGB input and a fixed RGB-to-gray front end
 
     def __post_init__(self):  # accept lists where tuples are meant; frozen, so through object.__setattr__
         object.__setattr__(self, "precisions", tuple(self.precisions))
@@ -111,7 +112,7 @@ class ExportOptions:
 
     def check(self) -> "ExportOptions":
         """Option checks that need no model; the ones that need the precision list run in the export."""
-        if self.io_type not in IO_TYPES:
+        if self.io_type is not None and self.io_type not in IO_TYPES:
             raise UsageError(f"io_type must be one of {', '.join(IO_TYPES)}, got {self.io_type!r}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {self.batch_size}")

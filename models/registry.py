@@ -208,3 +208,14 @@ def create_model(name: str, input_shape: tuple[int, int, int] | None = None, cla
     if why:
         raise ValueError(f"{name}: {why}")
     return info.builder(input_shape=shape, classes=n_classes, weights="imagenet", **kwargs)
+
+
+def zoo_rows(pattern: str | None = None) -> list[dict]:
+    """One dict per zoo model (``name``, ``family``, ``params``, ``input_shape``, ...), sorted by name: what
+    ``edgeconv zoo list`` prints. No model is built (the counts are the registry's verified ones)."""
+    from edgeconv.errors import UsageError
+
+    names = list_models(pattern)
+    if pattern and not names:
+        raise UsageError(f"no zoo model matches '{pattern}'")
+    return [model_info(n).to_dict() for n in names]

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny models *trained* on scikit-learn's digits (random weights say nothing about quantization)."""
+"""Shared fixtures (helpers live in helpers.py): the trained tiny model, the digits, calibration arrays."""
 from __future__ import annotations
 
 import os
@@ -8,108 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-SIZE = 32
-
-
-def digits_pixels(size: int = SIZE):
-    """scikit-learn's 1,797 8x8 digits as RGB pixels in [0, 255] at size x size; train/held-out split (1400/397)."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    img = (d.images / 16.0 * 255.0).astype(np.float32)  # (N, 8, 8)
-    rep = size // 8
-    img = np.kron(img, np.ones((rep, rep), np.float32))  # nearest upscale to size x size
-    x = np.repeat(img[..., None], 3, axis=-1)
-    y = d.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], y[order]
-    return (x[:1400], y[:1400]), (x[1400:], y[1400:])
-
-
-def build_tiny_mnv3(size: int = SIZE, classes: int = 10, hswish: str = "builtin"):
-    """A MobileNetV3-style net: Rescaling inside, h-swish, depthwise + ReLU6, squeeze-excite with hard-sigmoid.
-
-    ``hswish``: "builtin" uses Activation("hard_swish"); "tutorial" uses the hand-written forms users write:
-    a custom Layer computing x * relu6(x + 3) / 6 and Activation(python_function) for hard-sigmoid.
-    """
-    import keras
-    from keras import layers
-
-    if hswish == "builtin":
-        def hs(name):
-            return layers.Activation("hard_swish", name=name)
-
-        def hsig(name):
-            return layers.Activation("hard_sigmoid", name=name)
-    else:
-        def hs(name):
-            return TutorialHSwish(name=name)
-
-        def hsig(name):
-            return layers.Activation(tutorial_hard_sigmoid, name=name)
-
-    bn = dict(momentum=0.9, epsilon=1e-3)
-    inp = keras.Input((size, size, 3), name="image")
-    x = layers.Rescaling(1 / 255.0, name="rescale")(inp)
-    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = layers.BatchNormalization(name="stem_bn", **bn)(x)
-    x = hs("stem_hswish")(x)
-    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="b1_dw")(x)
-    x = layers.BatchNormalization(name="b1_dw_bn", **bn)(x)
-    x = layers.ReLU(6.0, name="b1_relu6")(x)
-    s = layers.GlobalAveragePooling2D(keepdims=True, name="b1_se_pool")(x)
-    s = layers.Conv2D(8, 1, name="b1_se_reduce")(s)
-    s = layers.ReLU(name="b1_se_relu")(s)
-    s = layers.Conv2D(16, 1, name="b1_se_expand")(s)
-    s = hsig("b1_se_hsigmoid")(s)
-    x = layers.Multiply(name="b1_se_mul")([x, s])
-    x = layers.Conv2D(24, 1, use_bias=False, name="b1_project")(x)
-    x = layers.BatchNormalization(name="b1_project_bn", **bn)(x)
-    x = layers.Conv2D(48, 1, use_bias=False, name="b2_expand")(x)
-    x = layers.BatchNormalization(name="b2_expand_bn", **bn)(x)
-    x = hs("b2_expand_hswish")(x)
-    x = layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False, name="b2_dw")(x)
-    x = layers.BatchNormalization(name="b2_dw_bn", **bn)(x)
-    x = hs("b2_dw_hswish")(x)
-    x = layers.Conv2D(32, 1, use_bias=False, name="b2_project")(x)
-    x = layers.BatchNormalization(name="b2_project_bn", **bn)(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dense(classes, name="logits")(x)
-    out = layers.Activation("softmax", name="probs")(x)
-    return keras.Model(inp, out, name="tiny_mnv3")
-
-
-def _tutorial_classes():
-    import keras
-    import tensorflow as tf
-
-    @keras.saving.register_keras_serializable(package="edgeconv_tests")
-    class TutorialHSwish(keras.layers.Layer):
-        """h-swish the way the tutorials write it."""
-
-        def call(self, x):
-            return x * tf.nn.relu6(x + 3.0) / 6.0
-
-    @keras.saving.register_keras_serializable(package="edgeconv_tests")
-    def tutorial_hard_sigmoid(x):
-        return tf.nn.relu6(x + 3.0) / 6.0
-
-    return TutorialHSwish, tutorial_hard_sigmoid
-
-
-TutorialHSwish, tutorial_hard_sigmoid = _tutorial_classes()
-
-
-def train(model, epochs: int = 20, seed: int = 0):
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    (xtr, ytr), (xte, yte) = digits_pixels(model.input_shape[1])
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    model.fit(xtr, ytr, batch_size=64, epochs=epochs, verbose=0, shuffle=True)
-    acc = float(np.mean(np.argmax(model.predict(xte, verbose=0), 1) == yte))
-    return acc
+from helpers import cached_trained_tiny, digits_pixels
 
 
 @pytest.fixture(scope="session")
@@ -119,14 +18,13 @@ def digits():
 
 @pytest.fixture(scope="session")
 def trained_tiny(tmp_path_factory):
-    """(path to .keras, held-out float accuracy) of a trained tiny MobileNetV3-style model."""
-    import keras
+    """(path to .keras, held-out float accuracy) of a trained tiny MobileNetV3-style model: a private copy of the
+    one trained model every test process shares (:func:`helpers.cached_trained_tiny`)."""
+    import shutil
 
-    keras.utils.set_random_seed(0)
-    model = build_tiny_mnv3()
-    acc = train(model)
+    cached, acc = cached_trained_tiny()
     path = tmp_path_factory.mktemp("trained") / "tiny_mnv3.keras"
-    model.save(path)
+    shutil.copyfile(cached, path)
     return path, acc
 
 

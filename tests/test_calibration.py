@@ -89,11 +89,13 @@ def test_embedded_exclude_ids():
     assert "no validation samples left in the embedded photo set" in message(e)
 
 
-def test_embedded_200_at_224_is_fast_in_a_fresh_process():
-    code = ("import time; t = time.perf_counter(); from calibration import load_samples; "
-            "s = load_samples(size=(224, 224), num=200); print(time.perf_counter() - t, s.data.shape)")
+def test_embedded_200_at_224_in_a_fresh_process():
+    """The embedded set loads in a fresh process (no state from other tests). How long it takes is a benchmark
+    figure (benchmarks/export_time.py, "calibration data" step), not a timed unit test on a shared machine."""
+    code = ("from edgeconv.calibration import load_samples; "
+            "s = load_samples(size=(224, 224), num=200); print(s.data.shape, s.data.dtype)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert float(out[0]) < 2.0 and out[1:] == ["(200,", "224,", "224,", "3)"]
+    assert out == ["(200,", "224,", "224,", "3)", "float32"]
 
 
 def test_crop_geometry():

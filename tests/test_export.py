@@ -27,7 +27,7 @@ def tiny_export(trained_tiny, digits_calibration_npy, tmp_path_factory):
     cal, _ = digits_calibration_npy
     out = tmp_path_factory.mktemp("export")
     res = export(str(path), precisions=["fp16", "dynamic", "int8", "int16x8"], out_dir=out, calibration=cal,
-                 calib_samples=200, validate=False, quiet=True)
+                 calib_samples=200, io_type="int", validate=False, quiet=True)  # int: int8 / int16 interfaces
     return res, acc
 
 

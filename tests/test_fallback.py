@@ -105,7 +105,7 @@ def test_keep_float_by_layer_name(honest, data):
     cal, val = data
     b = convert_with_keep_float(sm, cal, ["b2_dw_hswish"], io_type="int")
     runner = LiteRTRunner(b, xnnpack=False)
-    details = interp.get_tensor_details()
+    details = runner.tensors()
     hswish = [op for op in runner.ops() if op["op_name"] == "HARD_SWISH"]
     dtypes = {details[op["outputs"][0]]["name"].split("/")[1]: details[op["outputs"][0]]["dtype"] for op in hswish}
     assert dtypes["b2_dw_hswish_1"] == np.float32 and dtypes["stem_hswish_1"] == np.int8

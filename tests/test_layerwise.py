@@ -63,7 +63,7 @@ def test_fp16_layers_are_float_and_close(tiny):
 
 def test_tutorial_hswish_layer_is_flagged_by_its_tflite_op(tmp_path, digits):
     """A hand-written h-swish Layer has no telling class or activation name: the HARD_SWISH op gives it away."""
-    from conftest import build_tiny_mnv3
+    from helpers import build_tiny_mnv3
 
     from edgeconv.tflite.convert import convert_tflite
     from edgeconv.pipeline.trace import trace

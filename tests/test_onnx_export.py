@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import build_tiny_mnv3
+from helpers import build_tiny_mnv3
 from edgeconv.errors import UsageError
 from edgeconv.onnx.convert import convert_onnx
 from edgeconv.runtime.runners import OnnxRunner

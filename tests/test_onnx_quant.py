@@ -50,7 +50,7 @@ def test_bad_calibration_data(bad):
 def test_calibration_shape_mismatch():
     import keras
 
-    from conftest import build_tiny_mnv3
+    from helpers import build_tiny_mnv3
     from edgeconv.onnx.convert import convert_onnx
 
     keras.utils.set_random_seed(0)

@@ -6,7 +6,7 @@ import pytest
 
 from edgeconv.verify.compare import compare_outputs, tolerance_for
 from edgeconv.inspect import xnnpack_coverage
-from edgeconv.pipeline.manifest import tflite_details
+from edgeconv.tflite.introspect import tflite_details
 from edgeconv.runtime.runners import KerasRunner, LiteRTRunner
 from edgeconv.tflite.rewrite import decompose_hard_swish
 

@@ -123,9 +123,15 @@ def test_single_artifact_and_overrides(folder, digits_calibration_npy):
     assert rep.artifact("tiny_mnv3_int8.tflite").tolerance.atol is None
 
 
-def test_embedded_default_set_and_no_calibration_overlap(folder):
+def test_default_data_is_the_held_out_part_of_the_calibration_data(folder):
+    """No --data: validation uses the samples of the user's calibration data that calibration did not take."""
+    import json
+
     rep = validate(folder / "tiny_mnv3_fp32.tflite", samples=5, write=False)
-    assert rep.passed and "embedded" in rep.inputs and "validation split" in rep.inputs
+    assert rep.passed and "digits_train.npy" in rep.inputs and "validation split" in rep.inputs
+    assert "held-out split of the calibration data" in rep.data_note
+    calib_ids = json.loads((folder / "manifest.json").read_text())["calibration"]["ids"]
+    assert len(rep.input_ids) == 5 and not set(rep.input_ids) & set(calib_ids)
 
 
 def test_user_errors(folder, tmp_path):

@@ -32,8 +32,9 @@ def preprocessing_from(mean, std, scale, bgr):
 @click.argument("model")
 @precision_flags
 @click.option("--all", "all_", is_flag=True, help="Every precision and format above.")
-@click.option("--io", "io_type", type=click.Choice(IO_TYPES), default="int", show_default=True,
-              help="Input/output type of full-int8 TFLite.")
+@click.option("--io", "io_type", type=click.Choice(IO_TYPES),
+              help="Input/output type of full-int8 TFLite: uint8 (default; raw pixels in, what MediaPipe Tasks and "
+                   "Android apps load), int (int8; the default of --target npu), float.")
 @click.option("--calibration", type=click.Path(), help="Image folder, .npy or .npz; default: embedded photo set.")
 @click.option("--calib-samples", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(), default="artifacts", show_default=True)
@@ -63,12 +64,15 @@ def preprocessing_from(mean, std, scale, bgr):
               "and written as labels.txt.")
 @click.option("--model-version", default="1", show_default=True, help="Version string embedded in the metadata.")
 @click.option("--no-rewrite", is_flag=True, help="Keep int8 HARD_SWISH as converted (no XNNPACK decomposition).")
+@click.option("--rgb-input", is_flag=True, help="Grayscale models: export with an RGB input and a fixed RGB-to-gray "
+              "front end (BT.601), so phone APIs that only take RGB images (MediaPipe Tasks) can load them.")
 @validation_flags
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @debug_option
 def export(model, want, all_, io_type, calibration, calib_samples, out_dir, input_size, classes, alpha, width_items,
            weights, mean, std, scale, bgr, opset, nchw, dynamic_batch, seed, no_validate, fallback, keep_float,
-           target, class_labels, model_version, no_rewrite, data, samples, atol, min_sqnr, min_top1, labels, quiet):
+           target, class_labels, model_version, no_rewrite, rgb_input, data, samples, atol, min_sqnr, min_top1, labels,
+           quiet):
     """Export MODEL (zoo name, .keras, .h5 or SavedModel folder) to TFLite / ONNX and validate it."""
     from edgeconv.cli.output import print_validation, print_warnings
     from edgeconv.console import print_table
@@ -85,7 +89,7 @@ def export(model, want, all_, io_type, calibration, calib_samples, out_dir, inpu
         preprocessing=preprocessing_from(mean, std, scale, bgr), opset=opset, nchw=nchw, seed=seed,
         validate=not no_validate, validation=validation_options(data, samples, atol, min_sqnr, min_top1, labels),
         fallback=fallback, keep_float=tuple(keep_float), quiet=quiet, target=target, class_labels=class_labels,
-        model_version=model_version, rewrite=not no_rewrite,
+        model_version=model_version, rewrite=not no_rewrite, rgb_input=rgb_input,
         command=" ".join(shlex.quote(a) for a in ["edgeconv", *sys.argv[1:]]))
     with native_output():
         result = run_export(model, opts)

@@ -30,7 +30,7 @@ def _pretrained(row: dict) -> str:
 @debug_option
 def zoo_list(pattern, as_json):
     """List zoo models (optionally matching PATTERN, e.g. 'resnet*')."""
-    from edgeconv.zoo import zoo_rows
+    from edgeconv.models import zoo_rows
 
     with native_output():  # TensorFlow's C++ start-up lines
         rows = zoo_rows(pattern)

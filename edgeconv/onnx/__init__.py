@@ -1,1 +1,1 @@
-"""."""
+"""How a Keras model becomes an .onnx: tf2onnx conversion (convert), every tf2onnx / onnxruntime workaround (compat), verified graph rewrites (rewrite), onnxruntime static int8 (quantize), what an .onnx holds (introspect)."""

@@ -137,7 +137,9 @@ def _match(g: _Graph, add, allow_hswish: bool):
 
 
 def _opset(model) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    from edgeconv.onnx.introspect import onnx_opset
+
+    return onnx_opset(model) or 0
 
 
 def fuse_hard_activations(model_proto):

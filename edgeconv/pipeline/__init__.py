@@ -1,1 +1,1 @@
-"""."""
+"""One export as named stages: load, inputs, trace, reference, convert (one converter per format-table row), phone-ready finishing, manifest, export (prepare -> convert -> manifest -> publish -> validate)."""

@@ -47,8 +47,10 @@ class Conversion:
 def convert_tflite_artifact(p: "Precision", ctx: ConvertContext) -> Conversion:
     """TFLite at ``p.precision`` from the traced SavedModel; int8 with ``--keep-float`` layers goes through TF's
     selective quantization (:func:`edgeconv.verify.fallback.convert_with_keep_float`)."""
+    from edgeconv.tflite.convert import io_dtype_name
+
     opts = ctx.options
-    io_type = opts.io_type if p.needs_calibration else None
+    io_type = io_dtype_name(p.precision, opts.io_type) if p.needs_calibration else None
     if p.key == "int8" and opts.keep_float:
         from edgeconv.verify.fallback import convert_with_keep_float
 
@@ -57,7 +59,7 @@ def convert_tflite_artifact(p: "Precision", ctx: ConvertContext) -> Conversion:
     from edgeconv.tflite.convert import convert_tflite
 
     data = convert_tflite(ctx.saved_model, p.precision, ctx.calibration_x, opts.io_type)
-    return Conversion(data, fields={"io_type": io_type or "float"})
+    return Conversion(data, fields={"io_type": io_type or "float32"})
 
 
 def _onnx_fp32(ctx: ConvertContext) -> tuple[bytes, dict, tuple[str, ...]]:

@@ -29,13 +29,15 @@ from edgeconv.errors import EdgeconvError, UsageError
 from edgeconv.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from edgeconv.options import ExportOptions, with_overrides
 from edgeconv.pipeline.convert import ConvertContext
-from edgeconv.pipeline.load import LoadedModel, load_model
-from edgeconv.pipeline.manifest import (MANIFEST, ArtifactRecord, Manifest, WeightsRecord, onnx_details,
-                                        tflite_details, tool_versions)
+from edgeconv.pipeline.inputs import DataPlan, model_inputs, plan_data
+from edgeconv.pipeline.load import LoadedModel, load_model, with_rgb_input
+from edgeconv.onnx.introspect import onnx_details
+from edgeconv.pipeline.manifest import MANIFEST, ArtifactRecord, Manifest, WeightsRecord, tool_versions
 from edgeconv.pipeline.metadata import LABELS_FILE, labels_text
 from edgeconv.pipeline.reference import save_reference
 from edgeconv.pipeline.seeding import seeded
 from edgeconv.precisions import PRECISIONS, Precision, resolve
+from edgeconv.tflite.introspect import tflite_details
 
 __all__ = ["export", "ExportResult", "Prepared", "prepare", "convert_all", "build_manifest", "publish",
            "validate_and_fallback", "convert_summary"]
@@ -91,6 +93,7 @@ class Prepared:
     saved_model: Path
     warnings: list[str]
     seconds: dict[str, float]
+    plan: DataPlan | None = None
     labels_source: str | None = None  # where ``labels`` came from (--class-labels, ImageNet class names)
 
     @property
@@ -132,8 +135,6 @@ def _check(selected: list[Precision], opts: ExportOptions) -> None:
 
 
 def _calibration_inputs(loaded: LoadedModel, path, num: int, seed: int):
-    from edgeconv.pipeline.inputs import model_inputs
-
     return model_inputs(path, input_shape=loaded.input_shape, preprocessing=loaded.preprocessing, num=num,
                         split="calibration", seed=seed)
 
@@ -194,15 +195,20 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
         with console.step(f"load {source}", opts.quiet):
             loaded = load_model(source, weights=opts.weights, input_size=opts.input_size, classes=opts.classes,
                                 width=opts.width, preprocessing=opts.preprocessing)
+            if opts.rgb_input:
+                loaded = with_rgb_input(loaded)
         labels, labels_source = _labels(loaded, opts)
+        plan = plan_data(opts.calibration, opts.validation.data, opts.calib_samples, opts.validation.samples,
+                         hold_out=opts.validate)
+        warnings += plan.warnings
         calib = None
         if any(p.needs_calibration for p in selected):
             with console.step("load calibration data", opts.quiet):
-                calib = _calibration_inputs(loaded, opts.calibration, opts.calib_samples, opts.seed)
+                calib = _calibration_inputs(loaded, opts.calibration, plan.calibration_count, opts.seed)
             warnings += calib.warnings
-            if len(calib.x) < opts.calib_samples:
+            if len(calib.x) < plan.calibration_count:
                 warnings.append(f"calibration: only {len(calib.x)} samples available "
-                                f"(asked for {opts.calib_samples})")
+                                f"(asked for {plan.calibration_count})")
         weights, note = _init_weights(loaded, opts, calib)
     if note:
         warnings.append(note)
@@ -213,7 +219,8 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
     with console.step(f"trace {loaded.name} (batch {opts.batch_size or 'dynamic'})", opts.quiet):
         saved_model = trace(loaded.model, work, opts.batch_size)
     seconds["trace"] = time.perf_counter() - t0
-    return Prepared(loaded, calib, weights, labels, ref_file, saved_model, warnings, seconds, labels_source)
+    return Prepared(loaded, calib, weights, labels, ref_file, saved_model, warnings, seconds, plan=plan,
+                    labels_source=labels_source)
 
 
 def _convert_one(p: Precision, ctx: ConvertContext, prep: Prepared, stage: Path) -> tuple[Artifact, bytes]:
@@ -269,9 +276,10 @@ def build_manifest(prep: Prepared, artifacts: list[Artifact], opts: ExportOption
             "source": calib.source, "path": None if opts.calibration is None else str(opts.calibration),
             "count": int(len(calib.x)), "requested": opts.calib_samples,
             "skipped": [list(s) for s in calib.skipped], "ids": list(calib.ids), "seed": opts.seed},
+        validation=None if prep.plan is None else prep.plan.to_dict(),
         options={"batch_size": opts.batch_size, "io_type": opts.io_type, "opset": opts.opset, "nchw": opts.nchw,
                  "seed": opts.seed, "target": opts.target, "rewrite": opts.rewrite,
-                 "model_version": opts.model_version,
+                 "model_version": opts.model_version, "rgb_input": opts.rgb_input,
                  "class_labels": None if prep.labels is None else LABELS_FILE,
                  "class_labels_source": prep.labels_source},
         artifacts=[a.record for a in artifacts], tools=tool_versions(), command=command)
@@ -369,15 +377,14 @@ def validate_and_fallback(final: Path, manifest: Manifest, prep: Prepared, opts:
 
 def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: ExportOptions, failing, file: str):
     """The int8 TFLite failed validation: keep its worst layers in float until it passes (edgeconv.verify.fallback)."""
-    from edgeconv.pipeline.inputs import model_inputs
     from edgeconv.pipeline.phone_ready import PhoneOptions, finish_tflite
     from edgeconv.runtime.runners import KerasRunner
     from edgeconv.verify.compare import tolerance_for
     from edgeconv.verify.fallback import auto_fallback
+    from edgeconv.verify.validate import validation_inputs
 
     vopts, loaded, calib = opts.validation, prep.loaded, prep.calib
-    val = model_inputs(vopts.data, input_shape=loaded.input_shape, preprocessing=loaded.preprocessing,
-                       num=vopts.samples, split="validation", seed=opts.seed, exclude_ids=list(calib.ids))
+    val, _, _ = validation_inputs(manifest, replace(vopts, seed=opts.seed))  # the same held-out data as validation
     ref = KerasRunner(loaded.model).run(val.x)
     tol = tolerance_for("int8", "tflite", **vopts.overrides)
     with console.step("fallback: keep the worst int8 layers in float", opts.quiet):

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from edgeconv.calibration import EMBEDDED_SOURCE, CalibrationError, load_samples
 from edgeconv.models.preprocessing import Preprocessing
 
-__all__ = ["InputSet", "model_inputs"]
+__all__ = ["InputSet", "model_inputs", "DataPlan", "plan_data"]
 
 
 @dataclass
@@ -118,3 +119,68 @@ def _range_warnings(x: np.ndarray, p: Preprocessing, source: str) -> list[str]:
         return [f"{source}: float inputs span {xlo:g}..{xhi:g} but preprocessing {p.name} gives {lo:g}..{hi:g}; "
                 f"float arrays are used as given (save raw pixels as uint8 to have them preprocessed)"]
     return []
+
+
+# ------------------------------------------------------------------------------------------------ data plan
+
+ValidationKind = Literal["data", "held_out", "embedded"]
+MIN_FIRM_VERDICT = 100  # fewer held-out samples than this: the verdict is stated with a warning
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """Which samples calibrate and which judge, decided once per export and recorded in the manifest.
+
+    ``validation_kind``: "data" (the user's ``--data``), "held_out" (a deterministic part of the user's calibration
+    data that calibration never sees: the loaders walk one seeded permutation from the front for calibration and from
+    the back for validation, and validation also excludes the calibration ids), "embedded" (the embedded photo set's
+    validation photos: only when the user gave no data at all, and the report says the verdict is on generic
+    photos).
+    """
+
+    calibration_path: str | None
+    calibration_count: int
+    validation_kind: ValidationKind
+    validation_path: str | None
+    validation_count: int
+    total: int | None = None  # samples in the user's calibration data (held_out)
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"kind": self.validation_kind, "path": self.validation_path, "count": self.validation_count,
+                "calibration_total": self.total}
+
+
+def plan_data(calibration, data, calib_samples: int, validation_samples: int, hold_out: bool = True) -> DataPlan:
+    """Split the user's data between calibration and validation (see :class:`DataPlan`). A set too small for both
+    ``calib_samples`` and ``validation_samples`` is shared half and half (validation gets ``N // 2``). Without
+    ``hold_out`` (the export does not validate) calibration takes what it asked for and a later ``validate`` gets
+    whatever samples are left."""
+    if data is not None:
+        return DataPlan(None if calibration is None else str(calibration), calib_samples, "data", str(data),
+                        validation_samples)
+    if calibration is None:
+        return DataPlan(None, calib_samples, "embedded", None, validation_samples)
+    from edgeconv.calibration import count_samples
+
+    n = count_samples(calibration)
+    if n < 2:
+        return DataPlan(str(calibration), calib_samples, "embedded", None, validation_samples, n, (
+            f"{calibration} has {n} sample: nothing can be held out for validation, so the verdict is on the "
+            f"embedded generic photos; pass --data with held-out samples like the model's",))
+    warnings: list[str] = []
+    n_cal, n_val = calib_samples, validation_samples
+    if not hold_out:
+        left = n - min(calib_samples, n)
+        if left == 0:
+            return DataPlan(str(calibration), calib_samples, "embedded", None, validation_samples, n)
+        return DataPlan(str(calibration), calib_samples, "held_out", str(calibration), min(left, n_val), n)
+    if n < calib_samples + validation_samples:
+        n_val = min(validation_samples, n // 2)
+        n_cal = min(calib_samples, n - n_val)
+        warnings.append(f"{calibration} has {n} samples for both calibration and validation: {n_cal} calibrate, "
+                        f"{n_val} are held out to validate (never calibrated on)")
+    if n_val < MIN_FIRM_VERDICT:
+        warnings.append(f"the verdict rests on only {n_val} held-out samples; pass --data with more samples like "
+                        f"the model's for a firmer one")
+    return DataPlan(str(calibration), n_cal, "held_out", str(calibration), n_val, n, tuple(warnings))

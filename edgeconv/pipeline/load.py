@@ -206,3 +206,31 @@ def load_model(source: str | os.PathLike, *, weights: str | None = None, input_s
     assumed = preprocessing is None
     name = path.stem if path.is_file() else path.name
     return LoadedModel(model, name, str(path), kind, preprocessing or _guess_preprocessing(model), assumed)
+
+
+LUMA_BT601 = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma, what most "to grayscale" code (PIL's "L", OpenCV) uses
+
+
+def with_rgb_input(loaded: LoadedModel) -> LoadedModel:
+    """A 1-channel model behind an RGB input: a fixed 1x1 convolution ``rgb_to_gray`` (BT.601 luma weights, no bias)
+    turns RGB into the gray channel the model was trained on. Phone APIs (MediaPipe Tasks refuses 1-channel inputs)
+    then feed it camera images; gray images given as R = G = B reach the model unchanged (the weights sum to 1).
+    The preprocessing stays the model's: with one mean/std for all channels it commutes with the luma sum."""
+    import keras
+    import numpy as np
+
+    h, w, c = loaded.input_shape
+    if c != 1:
+        raise UsageError(f"--rgb-input adds an RGB front end to a 1-channel (grayscale) model; {loaded.name} already "
+                         f"takes {c} channels")
+    if len(set(loaded.preprocessing.mean)) > 1 or len(set(loaded.preprocessing.std)) > 1:
+        raise UsageError("--rgb-input needs one mean and std for all channels")
+    inp = keras.Input((h, w, 3), name="image_rgb")
+    front = keras.layers.Conv2D(1, 1, use_bias=False, trainable=False, name="rgb_to_gray")
+    gray = front(inp)
+    front.set_weights([np.asarray(LUMA_BT601, np.float32).reshape(1, 1, 3, 1)])
+    out = loaded.model(gray)
+    model = keras.Model(inp, out, name=loaded.model.name)
+    return LoadedModel(model, loaded.name, loaded.source, loaded.source_kind, loaded.preprocessing,
+                       loaded.preprocessing_assumed, loaded.zoo, {**loaded.build_kwargs, "rgb_input": True},
+                       loaded.weights, loaded.weights_note)

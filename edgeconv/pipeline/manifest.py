@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import platform
-from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
@@ -78,7 +77,7 @@ class ArtifactRecord:
     outputs: list[dict]
     layout: Layout = "nhwc"
     opset: int | None = None
-    io_type: str | None = None  # quantized TFLite: "int" or "float" I/O; None for float artifacts
+    io_type: str | None = None  # TFLite I/O dtype: "uint8", "int8", "int16" or "float32"
     ops: dict[str, int] = field(default_factory=dict)  # op histogram
     tensor_types: dict[str, int] | None = None  # TFLite tensor dtypes histogram
     kept_float: list[str] = field(default_factory=list)  # int8 layers left in float (--keep-float / fallback)
@@ -88,9 +87,10 @@ class ArtifactRecord:
     quantization: str | None = None  # ONNX int8: the quantization recipe
     metadata: dict | None = None  # what was embedded (edgeconv JSON, labels count)
     gpu_compatible: bool | None = None  # --target gpu: TF's GPU-delegate analyzer verdict
+    uint8_input: dict | None = None  # uint8 input quantization set to the pixel mapping (or why not)
 
     _OPTIONAL = ("opset", "io_type", "tensor_types", "fallback", "tflite_rewrites", "onnx_rewrites", "quantization",
-                 "metadata", "gpu_compatible")
+                 "metadata", "gpu_compatible", "uint8_input")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -133,6 +133,7 @@ class Manifest:
     command: str
     edgeconv_version: str = __version__
     schema: str = SCHEMA
+    validation: dict | None = None  # DataPlan.to_dict(): which data judges the artifacts (data / held_out / embedded)
 
     @property
     def weights(self) -> WeightsRecord:
@@ -150,6 +151,7 @@ class Manifest:
             "reference": self.reference,
             "preprocessing": self.preprocessing,
             "calibration": self.calibration,
+            "validation": self.validation,
             "options": self.options,
             "artifacts": [a.to_dict() for a in self.artifacts],
             "tools": self.tools,
@@ -164,6 +166,8 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Manifest":
+        if not isinstance(d, dict):
+            raise EdgeconvError(f"expected a JSON object, got {type(d).__name__}")
         schema = d.get("schema", "edgeconv.manifest/1")
         if not str(schema).startswith("edgeconv.manifest/"):
             raise EdgeconvError(f"unknown manifest schema {schema!r}")
@@ -172,7 +176,8 @@ class Manifest:
         return cls(model=d["model"], reference=d["reference"], preprocessing=d["preprocessing"],
                    calibration=d.get("calibration"), options=d.get("options", {}),
                    artifacts=[ArtifactRecord.from_dict(a) for a in d["artifacts"]], tools=d.get("tools", {}),
-                   command=d.get("command", ""), edgeconv_version=d.get("edgeconv_version", "?"), schema=SCHEMA)
+                   command=d.get("command", ""), edgeconv_version=d.get("edgeconv_version", "?"), schema=SCHEMA,
+                   validation=d.get("validation"))
 
     @classmethod
     def load(cls, folder: str | Path) -> "Manifest":
@@ -183,29 +188,6 @@ class Manifest:
             return cls.from_dict(json.loads(path.read_text()))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise EdgeconvError(f"{path} is not a valid edgeconv manifest: {first_line(e)}") from None
-
-
-def tflite_details(model: bytes | str | Path) -> dict:
-    """Inputs/outputs (with quantization) and the op histogram of a .tflite, read with the LiteRT interpreter."""
-    from edgeconv.runtime.runners import LiteRTRunner
-
-    r = LiteRTRunner(model, xnnpack=False)
-    ops = Counter(op["op_name"] for op in r.ops())
-    tensor_types = Counter(np_name for np_name in (str(t["dtype"].__name__) for t in r.tensors()))
-    return {"inputs": [s.to_dict() for s in r.inputs], "outputs": [s.to_dict() for s in r.outputs],
-            "ops": dict(sorted(ops.items())), "tensor_types": dict(sorted(tensor_types.items()))}
-
-
-def onnx_details(model: bytes | str | Path, layout: str = "nhwc") -> dict:
-    import onnx
-
-    from edgeconv.runtime.runners import OnnxRunner
-
-    r = OnnxRunner(model, layout=layout)
-    proto = onnx.load_from_string(model) if isinstance(model, (bytes, bytearray)) else onnx.load(str(model))
-    ops = Counter(n.op_type for n in proto.graph.node)
-    return {"inputs": [s.to_dict() for s in r.inputs], "outputs": [s.to_dict() for s in r.outputs],
-            "ops": dict(sorted(ops.items()))}
 
 
 def tool_versions() -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeconv import __version__
 from edgeconv.errors import UsageError
 
 __all__ = ["TARGETS", "Target", "PhoneOptions", "apply_target", "finish_tflite"]
@@ -45,17 +46,21 @@ class PhoneOptions:
     rewrite: bool = True
 
 
-def apply_target(target: str | None, precisions, io_type: str, rewrite: bool):
-    """-> (precisions, io_type, rewrite) for ``target``; a user option that contradicts the target is an error."""
+DEFAULT_IO = "uint8"  # full int8 with uint8 I/O: what MediaPipe Tasks and Android apps load (raw pixels in)
+
+
+def apply_target(target: str | None, precisions, io_type: str | None, rewrite: bool):
+    """-> (precisions, io_type, rewrite) for ``target``; a user option that contradicts the target is an error.
+    ``io_type`` None means the target's I/O type (npu: int8), else :data:`DEFAULT_IO`."""
     if target is None:
-        return list(precisions), io_type, rewrite
+        return list(precisions), io_type or DEFAULT_IO, rewrite
     if target not in TARGETS:
         raise UsageError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
     t = TARGETS[target]
-    if t.io_type is not None and io_type != t.io_type:
+    if t.io_type is not None and io_type is not None and io_type != t.io_type:
         raise UsageError(f"--target {target} needs {t.io_type} I/O (full int8); drop --io {io_type}")
     keys = list(precisions) + [k for k in t.adds if k not in precisions]
-    return keys, io_type, rewrite and t.rewrite
+    return keys, io_type or t.io_type or DEFAULT_IO, rewrite and t.rewrite
 
 
 # The rewrite is kept when, on calibration inputs, its SQNR against the Keras model is at most this much below the
@@ -68,7 +73,7 @@ REWRITE_CHECK_SAMPLES = 16
 def finish_tflite(precision: str, data: bytes, loaded, calib_x, opts: PhoneOptions
                   ) -> tuple[bytes, dict, list[str]]:
     """Rewrite (int8) and embed metadata into one converted .tflite -> (bytes, ArtifactRecord fields, warnings)."""
-    from edgeconv.pipeline.manifest import tflite_details
+    from edgeconv.tflite.introspect import tflite_details
     from edgeconv.pipeline.metadata import embed_metadata
 
     extra: dict = {}
@@ -98,8 +103,67 @@ def finish_tflite(precision: str, data: bytes, loaded, calib_x, opts: PhoneOptio
         if not gpu["compatible"]:
             warnings.append(f"{precision}: TF's analyzer says the GPU delegate cannot run every op: "
                             f"{'; '.join(gpu['issues'][:3])}")
-    extra["metadata"] = {"embedded": True, "labels": len(opts.labels or [])}
-    return embed_metadata(data, _metadata(precision, tflite_details(data), loaded, opts, "nhwc")), extra, warnings
+    if precision in ("int8", "int16x8"):  # a uint8 input must take raw pixels (what phone APIs feed it)
+        from edgeconv.tflite.rewrite import NOT_UINT8, uint8_input_as_pixels
+
+        px = uint8_input_as_pixels(data, loaded.preprocessing)
+        if px.reason != NOT_UINT8:
+            extra["uint8_input"] = px.to_dict()
+        data = px.model_bytes
+    data = embed_metadata(data, _metadata(precision, tflite_details(data), loaded, opts, "nhwc"))
+    data, android, notes = _android_metadata(data, precision, loaded, opts)
+    warnings += notes
+    extra["metadata"] = {"embedded": True, "labels": len(opts.labels or []), "tflite_metadata": android}
+    return data, extra, warnings
+
+
+def _android_metadata(data: bytes, precision: str, loaded, opts: PhoneOptions) -> tuple[bytes, dict, list[str]]:
+    """Android's standard ``TFLITE_METADATA`` (what MediaPipe Tasks, the TFLite Task Library and Android Studio's
+    model binding read), written last because it appends the labels zip. -> (bytes, what was written, warnings).
+    Preprocessing that ``NormalizationOptions`` cannot describe (BGR) is reported, never written wrong."""
+    from edgeconv.tflite import android_metadata as am
+
+    pre = loaded.preprocessing
+    channels = loaded.input_shape[-1]
+    try:
+        spec = am.ImageInputSpec.from_preprocessing(
+            pre.scale, pre.mean, pre.std, pre.bgr, color_space="GRAYSCALE" if channels == 1 else "RGB",
+            description=f"{'Grayscale' if channels == 1 else 'RGB'} pixels 0..255, normalized as (pixel - mean) / "
+                        f"std ({pre.name} preprocessing)")
+        outputs = [am.OutputSpec(name=_output_name(t, i),
+                                 description=f"{kind} of the {t.shape[-1]} classes", kind=kind,
+                                 labels=tuple(opts.labels) if opts.labels and len(loaded.model.outputs) == 1 else None)
+                   for i, (t, kind) in enumerate(zip(loaded.model.outputs, _output_kinds(loaded.model)))]
+        desc = am.ModelDescription(name=loaded.name, version=str(opts.model_version),
+                                   description=f"{loaded.name} ({precision}) exported by edgeconv {__version__}",
+                                   author="edgeconv")
+        out = am.write_metadata(data, desc, [spec], outputs)
+    except am.MetadataError as e:  # BGR, an int16 input, a uint8 input that is not raw pixels: said, never faked
+        return data, {"written": False, "reason": str(e)}, [f"{precision}: no TFLITE_METADATA written: {e}"]
+    problems = am.mediapipe_problems(out)
+    info = {"written": True, "mean": list(spec.mean), "std": list(spec.std), "color_space": spec.color_space,
+            "mediapipe_problems": problems}
+    notes = [f"{precision}: MediaPipe Tasks cannot use this file as it is: {problems[0]}"
+             + (" (export with --rgb-input to give the grayscale model an RGB front end)" if channels == 1 else "")
+             ] if problems else []
+    return out, info, notes
+
+
+def _output_name(tensor, i: int) -> str:
+    """The Keras layer that computes an output names it (tensor names like ``keras_tensor_57`` change with every
+    model loaded in the process, which would make the same export give different bytes)."""
+    layer = getattr(getattr(tensor, "_keras_history", None), "operation", None)
+    return getattr(layer, "name", None) or f"output_{i}"
+
+
+def _output_kinds(model) -> list[str]:
+    """"probabilities" for an output computed by a softmax, else "logits" (what the metadata says of each output)."""
+    kinds = []
+    for t in model.outputs:
+        layer = t._keras_history.operation  # noqa: SLF001 - the layer that computes the output
+        act = getattr(getattr(layer, "activation", None), "__name__", "") or ""
+        kinds.append("probabilities" if "softmax" in act or type(layer).__name__ == "Softmax" else "logits")
+    return kinds
 
 
 def _metadata(precision: str, details: dict, loaded, opts: PhoneOptions, layout: str) -> dict:
@@ -118,7 +182,7 @@ def finish_onnx(precision: str, data: bytes, loaded, layout: str, opts: PhoneOpt
                 ) -> tuple[bytes, dict, list[str]]:
     """Embed the same metadata as :func:`finish_tflite` into an .onnx (``metadata_props``) -> (bytes, ArtifactRecord
     fields, warnings)."""
-    from edgeconv.pipeline.manifest import onnx_details
+    from edgeconv.onnx.introspect import onnx_details
     from edgeconv.pipeline.metadata import embed_onnx_metadata
 
     meta = _metadata(precision, onnx_details(data, layout), loaded, opts, layout)

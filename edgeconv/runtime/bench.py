@@ -9,7 +9,6 @@ would flatter every artifact. Quality figures come from ``report.json`` when the
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,27 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeconv.errors import EdgeconvError, UsageError, first_line
+from edgeconv.runtime.timing import median_p90, time_call
 from edgeconv.pipeline.manifest import Manifest
 
 __all__ = ["BenchRow", "BenchReport", "bench", "time_call", "table_columns", "table_rows"]
 
 REPORT = "report.json"
-
-
-def time_call(fn, runs: int, warmup: int) -> list[float]:
-    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times; the wall time of each timed call in ms."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
-
-
-def _stats(ms: list[float]) -> tuple[float, float]:
-    return float(np.median(ms)), float(np.percentile(ms, 90))
 
 
 @dataclass
@@ -104,28 +88,28 @@ class BenchReport:
 
 def _quality(folder: Path, revalidate: bool, samples: int, seed: int) -> tuple[dict, str]:
     """file -> (verdict, sqnr, top1, accuracy) from report.json or a fresh validation (not written)."""
+    from edgeconv.verify.validate import ValidationReport
+
     path = folder / REPORT
     if path.exists() and not revalidate:
         try:
-            d = json.loads(path.read_text())
-            out = {}
-            for a in d["artifacts"]:
-                o = ((a.get("comparison") or {}).get("outputs") or [{}])[0]
-                sq = o.get("sqnr_db")
-                out[a["file"]] = (a.get("verdict") or ("PASS" if a.get("passed") else "FAIL"),
-                                  float(sq) if sq is not None else None, o.get("top1_agreement"), o.get("accuracy"))
-            return out, f"{REPORT} ({d.get('samples', '?')} held-out inputs: {d.get('inputs', '')})"
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            rep = ValidationReport.load(path)
+            return _quality_rows(rep), f"{REPORT} ({rep.samples} held-out inputs: {rep.inputs})"
+        except EdgeconvError:
             pass  # an unreadable report is re-derived below
     from edgeconv.verify.validate import validate
 
     rep = validate(folder, samples=samples, seed=seed, write=False, layers_on_failure=False)
+    return _quality_rows(rep), f"validation run by bench ({rep.samples} held-out inputs: {rep.inputs})"
+
+
+def _quality_rows(rep) -> dict:
     out = {}
     for a in rep.artifacts:
         o = a.comparison.outputs[0] if a.comparison is not None and a.comparison.outputs else None
         out[a.file] = (a.verdict, None if o is None else float(o.sqnr_db), None if o is None else o.top1_agreement,
                        None if o is None else o.accuracy)
-    return out, f"validation run by bench ({rep.samples} held-out inputs: {rep.inputs})"
+    return out
 
 
 def _bench_input(manifest: Manifest, seed: int) -> np.ndarray:
@@ -215,7 +199,7 @@ def bench(folder, *, threads: int = 1, runs: int = 50, warmup: int = 5, keras: b
                 call, note = _keras_callable(folder / ref, x, threads)
                 if note:
                     notes.append(note)
-                med, p90 = _stats(time_call(call, runs, warmup))
+                med, p90 = median_p90(time_call(call, runs, warmup))
                 ref_row.median_ms, ref_row.p90_ms, ref_row.speedup = med, p90, 1.0
             except Exception as e:  # noqa: BLE001 - a reference that cannot be timed leaves the rest useful
                 ref_row.error = f"{type(e).__name__}: {first_line(e)}"
@@ -229,7 +213,7 @@ def bench(folder, *, threads: int = 1, runs: int = 50, warmup: int = 5, keras: b
         try:
             fn = (_tflite_callable(path, x, threads) if rec.format == "tflite"
                   else _onnx_callable(path, x, threads, rec.layout))
-            row.median_ms, row.p90_ms = _stats(time_call(fn, runs, warmup))
+            row.median_ms, row.p90_ms = median_p90(time_call(fn, runs, warmup))
             if ref_row is not None and ref_row.median_ms:
                 row.speedup = ref_row.median_ms / row.median_ms
         except EdgeconvError as e:

@@ -36,8 +36,15 @@ def quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> n
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
-def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    return ((q.astype(np.float64) - zero_point) * scale).astype(np.float32)
+def dequantize(q: np.ndarray, scale, zero_point, axis: int = 0) -> np.ndarray:
+    """``(q - zero_point) * scale`` as float32; ``scale`` / ``zero_point`` per tensor (scalars or length 1) or per
+    channel along ``axis`` (TFLite's ``quantized_dimension``)."""
+    scale, zero_point = np.asarray(scale, np.float64).reshape(-1), np.asarray(zero_point, np.float64).reshape(-1)
+    if scale.size == 1:
+        return ((q.astype(np.float64) - zero_point[0]) * scale[0]).astype(np.float32)
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return ((q.astype(np.float64) - zero_point.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
 
 
 @runtime_checkable

@@ -9,7 +9,18 @@ import numpy as np
 
 from edgeconv.errors import EdgeconvError, first_line
 
-IO_TYPES = ("int", "float")
+IO_TYPES = ("int", "uint8", "float")
+
+
+def io_dtype_name(precision: str, io_type: str) -> str:
+    """The I/O dtype a calibrated precision gets for ``io_type``: "int" -> int8 (int16 for int16x8), "uint8" ->
+    uint8 for int8 (what MediaPipe Tasks and TFLite's hosted quantized models take; int16x8 has no uint8 interface
+    and keeps float I/O), "float" -> float32."""
+    if io_type == "int":
+        return "int16" if precision == "int16x8" else "int8"
+    if io_type == "uint8" and precision == "int8":
+        return "uint8"
+    return "float32"
 
 
 @contextlib.contextmanager
@@ -63,9 +74,9 @@ def make_converter(saved_model_dir: str | os.PathLike, precision: str, calibrati
                 tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
                 tf.lite.OpsSet.TFLITE_BUILTINS]
             int_type = tf.int16
-        if io_type == "int":
-            conv.inference_input_type = int_type
-            conv.inference_output_type = int_type
+        io = io_dtype_name(precision, io_type)
+        if io != "float32":
+            conv.inference_input_type = conv.inference_output_type = tf.uint8 if io == "uint8" else int_type
     else:
         raise EdgeconvError(f"unknown TFLite precision {precision!r}")
     return conv

@@ -187,3 +187,74 @@ def check_parity(before: bytes, after: bytes, x: np.ndarray, reference: np.ndarr
         res["sqnr_before_db"] = round(float(np.clip(sqnr_db(reference, ya), -200, 200)), 2)
         res["sqnr_after_db"] = round(float(np.clip(sqnr_db(reference, yb), -200, 200)), 2)
     return res
+
+
+NOT_UINT8 = "the input is not uint8"
+
+
+@dataclass(frozen=True)
+class PixelInput:
+    """The result of :func:`uint8_input_as_pixels`: the new input quantization, or why it could not be set."""
+
+    model_bytes: bytes
+    scale: float | None = None
+    zero_point: int | None = None
+    error_levels: float | None = None  # max |(p - zp) * scale - preprocess(p)| over p in 0..255, in pixel levels
+    reason: str | None = None  # why the input was left as the converter wrote it
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in (("scale", self.scale), ("zero_point", self.zero_point),
+                                  ("error_levels", self.error_levels), ("reason", self.reason)) if v is not None}
+
+
+def uint8_input_as_pixels(data: bytes, preprocessing) -> PixelInput:
+    """Make a uint8 input's raw value *be* the pixel: set its quantization to the model's preprocessing.
+
+    Why: MediaPipe Tasks (and TFLite's Android Task Library) copy raw 0..255 pixels into a uint8 input and ignore
+    both the normalization metadata and the tensor's quantization (measured with MediaPipe 1.2.3). The converter
+    gives the input the scale / zero point of the calibration inputs' range, which equals the pixel mapping only if
+    calibration happened to span exactly 0..255. The preprocessing ``input = (pixel * s - mean) / std`` with one
+    mean and std for all channels is the affine map ``(q - mean / s) * (s / std)``: scale ``s / std`` and zero point
+    ``round(mean / s)``. The converter's uint8 input only feeds QUANTIZE ops (uint8 -> the int8 scale of the first
+    layer), which requantize with whatever the input's parameters say, so the graph computes the same function on
+    pixels; values the calibration range did not cover saturate in the QUANTIZE op as they would have before.
+    Per-channel mean / std and BGR order have no per-tensor equivalent: the input is left alone with a ``reason``.
+    Validation then runs the file like any other (its runner quantizes float inputs with these parameters).
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgeconv.pipeline.metadata import read_model_object
+
+    pre = preprocessing
+    if pre.bgr:
+        return PixelInput(data, reason="the model expects BGR pixels: a uint8 input cannot reverse the channels")
+    means, stds = set(pre.mean), set(pre.std)
+    if len(means) > 1 or len(stds) > 1:
+        return PixelInput(data, reason="per-channel mean/std cannot be one per-tensor input quantization")
+    mean, std, s = float(pre.mean[0]), float(pre.std[0]), float(pre.scale)
+    scale, zp = s / std, int(round(mean / s))
+    if not 0 <= zp <= 255:
+        return PixelInput(data, reason=f"zero point {zp} of the pixel mapping is outside 0..255")
+    model = read_model_object(data)
+    sg = model.subgraphs[0]
+    tensor = sg.tensors[sg.inputs[0]]
+    schema = _schema()
+    if tensor.type != schema.TensorType.UINT8:
+        return PixelInput(data, reason=NOT_UINT8)
+    consumers = [op for op in sg.operators if sg.inputs[0] in list(op.inputs)]
+    codes = [max(int(model.operatorCodes[op.opcodeIndex].builtinCode),
+                 int(model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)) for op in consumers]
+    if not consumers or any(c != schema.BuiltinOperator.QUANTIZE for c in codes):
+        return PixelInput(data, reason="the uint8 input feeds ops other than QUANTIZE")
+    tensor.quantization.scale = np.array([scale], np.float32)
+    tensor.quantization.zeroPoint = np.array([zp], np.int64)
+    p = np.arange(256, dtype=np.float64)
+    err = float(np.max(np.abs((p - zp) * np.float32(scale) - (p * s - mean) / std)) / abs(scale))
+    return PixelInput(bytes(flatbuffer_utils.convert_object_to_bytearray(model)), float(np.float32(scale)), zp,
+                      round(err, 4))
+
+
+def _schema():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return schema

@@ -1,1 +1,1 @@
-"""."""
+"""How an artifact is judged: metrics and tolerances (compare), validation against the Keras reference (validate), layer-wise comparison (layerwise), int8 fallback (fallback), report.json / report.md (report)."""

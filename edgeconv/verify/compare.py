@@ -34,6 +34,10 @@ class Tolerance:
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Tolerance":
+        return cls(**{k: d[k] for k in ("atol", "rtol", "min_sqnr", "min_top1", "min_cosine") if k in d})
+
     def describe(self) -> str:
         """Short, for tables: "atol 1e-4 + rtol 1e-4", "SQNR>=20dB top-1>=90%"."""
         parts = []
@@ -164,6 +168,10 @@ class Check:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Check":
+        return cls(d["name"], bool(d["passed"]), d["reason"])
+
 
 @dataclass
 class OutputComparison:
@@ -198,6 +206,14 @@ class OutputComparison:
         d["checks"] = [c.to_dict() for c in self.checks]
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "OutputComparison":
+        floats = {k: _from_json_float(d.get(k)) for k in ("max_abs", "mean_abs", "cosine", "sqnr_db", "psnr_db")}
+        return cls(index=int(d["index"]), name=d["name"], shape=tuple(d["shape"]), **floats,
+                   top1_agreement=d.get("top1_agreement"), top5_agreement=d.get("top5_agreement"),
+                   accuracy_ref=d.get("accuracy_ref"), accuracy=d.get("accuracy"),
+                   checks=[Check.from_dict(c) for c in d.get("checks", [])], notes=list(d.get("notes", [])))
+
 
 @dataclass
 class Comparison:
@@ -224,12 +240,22 @@ class Comparison:
         return {"passed": self.passed, "samples": self.samples, "tolerance": self.tolerance.to_dict(),
                 "outputs": [o.to_dict() for o in self.outputs]}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Comparison":
+        return cls([OutputComparison.from_dict(o) for o in d["outputs"]], Tolerance.from_dict(d["tolerance"]),
+                   int(d["samples"]))
+
 
 def _json_float(v):
     """JSON has no inf/nan: keep them readable as strings."""
     if isinstance(v, float) and not math.isfinite(v):
         return "inf" if v > 0 else ("-inf" if v < 0 else "nan")
     return v
+
+
+def _from_json_float(v):
+    """The inverse of :func:`_json_float`."""
+    return float(v) if isinstance(v, str) else v
 
 
 def _checks(ref: np.ndarray, got: np.ndarray, tol: Tolerance, max_abs: float, sqnr: float, top1: float | None,

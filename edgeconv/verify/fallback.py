@@ -60,15 +60,11 @@ def latency_ms(model_bytes: bytes, x: np.ndarray, runs: int = 10, num_threads: i
     """Median single-input latency on LiteRT (XNNPACK on, as on a phone's CPU), after one warm-up run."""
     from edgeconv.runtime.runners import LiteRTRunner
 
+    from edgeconv.runtime.timing import time_call
+
     r = LiteRTRunner(model_bytes, num_threads=num_threads)
     x1 = np.ascontiguousarray(x[:1], np.float32)
-    r.run(x1)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        r.run(x1)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+    return float(np.median(time_call(lambda: r.run(x1), runs, warmup=1)))
 
 
 def _layer_of(node: str) -> str:
@@ -110,6 +106,7 @@ class _Quantizer:
         dx = np.asarray(calibration_x if debug_x is None else debug_x, np.float32)[:16]
         self._tf = tf
         self._fully = io_type == "int"
+        self._uint8 = io_type == "uint8"  # float I/O from the debugger, then a uint8 interface (TF's own util)
         try:
             with _debugger_quiet():
                 self.debugger = tf.lite.experimental.QuantizationDebugger(
@@ -173,6 +170,14 @@ class _Quantizer:
         return sorted(out, key=lambda r: r[1], reverse=True)
 
     def quantize(self, denylist: list[str]) -> bytes:
+        data = self._quantize(denylist)
+        if self._uint8:
+            from tensorflow.lite.python.util import modify_model_io_type
+
+            data = bytes(modify_model_io_type(data, self._tf.uint8, self._tf.uint8))
+        return data
+
+    def _quantize(self, denylist: list[str]) -> bytes:
         tf = self._tf
         try:
             with _debugger_quiet():

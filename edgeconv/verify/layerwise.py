@@ -18,6 +18,7 @@ Two errors per matched layer:
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -77,6 +78,9 @@ def _error_key(s: LayerStat) -> float:
     return -v if math.isfinite(v) else (-1e9 if v > 0 else 1e9)
 
 
+MODEL_EXPLORER_GRAPH = "main"  # the graph id Model Explorer gives the subgraph of a TF 2.21 .tflite
+
+
 @dataclass
 class LayerReport:
     artifact: str
@@ -85,6 +89,7 @@ class LayerReport:
     unmatched_layers: list[str]  # Keras layers without a TFLite tensor (fused away, e.g. a conv before its BN)
     plot_file: str | None = None
     error: str | None = None  # why no layer could be compared (the report is then empty)
+    node_data_file: str | None = None  # Model Explorer overlay (:meth:`write_node_data`)
 
     def worst(self, n: int = 5) -> list[LayerStat]:
         """The ``n`` layers that add the most error themselves (rmse/scale, or local SQNR for float tensors)."""
@@ -108,9 +113,26 @@ class LayerReport:
                 f"worst: {worst}")
 
     def to_dict(self) -> dict:
-        return {"artifact": self.artifact, "samples": self.samples, "plot": self.plot_file, "error": self.error,
+        return {"artifact": self.artifact, "samples": self.samples, "plot": self.plot_file,
+                "node_data": self.node_data_file, "error": self.error,
                 "worst": [s.layer for s in self.worst(5)], "unmatched_layers": self.unmatched_layers,
                 "layers": [s.to_dict() for s in self.layers]}
+
+    def node_data(self, graph_id: str = MODEL_EXPLORER_GRAPH) -> dict:
+        """Google Model Explorer's node data: each matched TFLite tensor (Model Explorer's node id for .tflite
+        files is the full tensor name) with its SQNR against Keras in dB, coloured red (worst) to green (best).
+        Model Explorer spreads ``gradient`` stops over the range of the values."""
+        results = {s.tensor: {"value": round(_finite(s.sqnr_db), 3)} for s in self.layers}
+        return {graph_id: {"results": results, "gradient": [
+            {"stop": 0.0, "bgColor": "#c62828"}, {"stop": 0.5, "bgColor": "#f9a825"},
+            {"stop": 1.0, "bgColor": "#2e7d32"}]}}
+
+    def write_node_data(self, path) -> Path:
+        """Write :meth:`node_data` as JSON for ``model-explorer FILE.tflite --node_data_paths=<path>``."""
+        path = Path(path)
+        atomic_write_bytes(path, (json.dumps(self.node_data(), indent=1) + "\n").encode("utf-8"))
+        self.node_data_file = path.name
+        return path
 
     def plot(self, path) -> Path:
         """A PNG of the error by depth: local rmse/scale (or local SQNR for float) and accumulated SQNR, with
@@ -256,11 +278,9 @@ def _dequantized(runner, detail) -> np.ndarray:
     q = detail.get("quantization_parameters") or {}
     scales, zps = q.get("scales", np.array([])), q.get("zero_points", np.array([]))
     if np.issubdtype(t.dtype, np.integer) and len(scales):
-        if len(scales) == 1:
-            return ((t.astype(np.float64) - zps[0]) * scales[0]).astype(np.float32)
-        shape = [1] * t.ndim
-        shape[q.get("quantized_dimension", 0)] = -1
-        return ((t.astype(np.float64) - zps.reshape(shape)) * scales.reshape(shape)).astype(np.float32)
+        from edgeconv.runtime.runners import dequantize
+
+        return dequantize(t, scales, zps, q.get("quantized_dimension", 0))
     return np.asarray(t, np.float32)
 
 

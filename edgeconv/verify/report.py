@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+from edgeconv.console import markdown_table
 from edgeconv.fileio import atomic_write_json, atomic_write_text
 
 __all__ = ["table_columns", "table_rows", "detail_lines", "to_markdown", "write_reports"]
@@ -55,7 +56,7 @@ def table_rows(report) -> list[list[str]]:
 
 def detail_lines(report) -> list[str]:
     """Lines to print under the table: layer-wise summaries (with the plot file) and layers kept in float."""
-    lines = []
+    lines = [f"judged on: {report.data_note}"] if report.data_note else []
     unjudged = [a.file for a in report.artifacts if a.unjudged]
     if unjudged:
         lines.append(f"NOT JUDGED ({', '.join(unjudged)}): {report.artifact(unjudged[0]).unjudged}")
@@ -64,15 +65,11 @@ def detail_lines(report) -> list[str]:
             lines.append(f"{a.file}: kept in float: {', '.join(a.kept_float)}")
         if a.layers is not None:
             plot = f" (plot: {a.layers.plot_file})" if a.layers.plot_file else ""
+            if a.layers.node_data_file:
+                plot += (f"; Model Explorer: model-explorer {a.file} "
+                         f"--node_data_paths={a.layers.node_data_file}")
             lines.append(f"{a.file}: {a.layers.summary()}{plot}")
     return lines
-
-
-def _md_table(columns: list[str], rows: list[list]) -> str:
-    esc = [[str(c).replace("|", "\\|") for c in r] for r in rows]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in esc]
-    return "\n".join(lines)
 
 
 def to_markdown(report) -> str:
@@ -80,13 +77,19 @@ def to_markdown(report) -> str:
            report.summary_line() + ".", "",
            f"- Reference: `{report.reference}` (Keras, inference mode)",
            f"- Inputs: {report.inputs} (never the calibration samples)"]
+    if report.data_note:
+        out.append(f"- Judged on: {report.data_note}")
+    if report.input_ids:
+        shown = ", ".join(f"`{i}`" for i in report.input_ids[:10])
+        more = f" and {len(report.input_ids) - 10} more (all in report.json)" if len(report.input_ids) > 10 else ""
+        out.append(f"- Held-out samples: {shown}{more}")
     if report.labels:
         out.append(f"- Labels: {report.labels}")
     if report.overrides:
         out.append("- Tolerance overrides: " + ", ".join(f"{k} = {v}" for k, v in report.overrides.items()))
     for w in report.warnings:
         out.append(f"- Warning: {w}")
-    out += ["", "## Results", "", _md_table(table_columns(), table_rows(report)), "",
+    out += ["", "## Results", "", markdown_table(table_columns(), table_rows(report)), "",
             "Float artifacts are judged by an absolute (+ relative) tolerance; quantized ones by SQNR (dB) and top-1 "
             "agreement with the reference. Top-5 = share of inputs whose reference top-1 class is in the artifact's "
             "top 5.", ""]
@@ -128,7 +131,7 @@ def _layers_md(rep) -> str:
     rows = [[s.depth, s.layer, s.layer_class, s.op, _num(s.rmse_scale, ".2f"), _num(s.local_sqnr_db, ".1f"),
              _num(s.sqnr_db, ".1f"), _num(s.max_abs, ".3g"),
              ", ".join(s.flags) + (" SUSPECT" if s.suspect else "")] for s in rep.layers]
-    lines.append(_md_table(cols, rows))
+    lines.append(markdown_table(cols, rows))
     lines += ["", "rmse/scale: the layer's own error (its float computation on the same TFLite inputs) in "
               "quantization steps; about 0.29 is pure rounding, above 0.7 is suspect. SQNR vs Keras accumulates "
               "everything upstream."]
@@ -145,7 +148,7 @@ def _fallback_md(fb: dict) -> str:
         rows = [[h["round"], h["action"], ", ".join(h["kept_float"]) or "-", _num(h["sqnr_db"], ".1f")
                  if not isinstance(h["sqnr_db"], str) else h["sqnr_db"], _pct(h["top1"]), f"{h['bytes'] / 1e3:.1f}",
                  f"{h['latency_ms']:.3f}", "yes" if h["passed"] else "no"] for h in hist]
-        lines.append(_md_table(cols, rows))
+        lines.append(markdown_table(cols, rows))
         lines += ["", f"Cost of the float layers: {hist[0]['bytes'] / 1e3:.1f} -> {hist[-1]['bytes'] / 1e3:.1f} KB, "
                   f"{hist[0]['latency_ms']:.3f} -> {hist[-1]['latency_ms']:.3f} ms per image (LiteRT, XNNPACK, "
                   f"1 thread)."]

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeconv.verify.compare import STRUCTURAL_CHECKS, Comparison, Tolerance, compare_outputs, tolerance_for
-from edgeconv.errors import EdgeconvError, UsageError
+from edgeconv.errors import EdgeconvError, UsageError, first_line
 from edgeconv.fileio import sha256_file
 from edgeconv.options import ValidationOptions, with_overrides
 from edgeconv.pipeline.manifest import MANIFEST, ArtifactRecord, Manifest
 
-__all__ = ["ArtifactResult", "ValidationReport", "validate", "load_labels"]
+__all__ = ["ArtifactResult", "ValidationReport", "validate", "load_labels", "REPORT_SCHEMA"]
+
+REPORT_SCHEMA = "edgeconv.report/1"
 
 LAYERWISE_ON_FAILURE = ("fp16", "int8", "int16x8")  # TFLite precisions that get a layer report when they fail
 LAYERWISE_SAMPLES = 16
@@ -83,6 +85,16 @@ class ArtifactResult:
                 "comparison": None if self.comparison is None else self.comparison.to_dict(),
                 "layers": None if self.layers is None else self.layers.to_dict()}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "ArtifactResult":
+        """From report.json; the layer-wise report stays the plain dict it was written as."""
+        return cls(file=d["file"], key=d["key"], format=d["format"], precision=d["precision"],
+                   tolerance=Tolerance.from_dict(d.get("tolerance") or {}),
+                   comparison=None if d.get("comparison") is None else Comparison.from_dict(d["comparison"]),
+                   sha256_ok=bool(d.get("sha256_ok", True)), error=d.get("error"),
+                   seconds=float(d.get("seconds", 0.0)), layers=d.get("layers"),
+                   kept_float=list(d.get("kept_float") or []), fallback=d.get("fallback"), unjudged=d.get("unjudged"))
+
 
 @dataclass
 class ValidationReport:
@@ -96,6 +108,8 @@ class ValidationReport:
     overrides: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     report_files: list[str] = field(default_factory=list)
+    data_note: str = ""  # which data judged, in words: held-out split / --data / generic photos
+    input_ids: list[str] = field(default_factory=list)  # the held-out samples, by id (never a calibration id)
 
     @property
     def passed(self) -> bool:
@@ -128,10 +142,33 @@ class ValidationReport:
         return {a.file: a.tolerance.to_dict() for a in self.artifacts}
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "summary": self.summary_line(), "model": self.model,
+        return {"schema": REPORT_SCHEMA, "passed": self.passed, "summary": self.summary_line(), "model": self.model,
                 "reference": self.reference, "inputs": self.inputs, "samples": self.samples, "labels": self.labels,
                 "overrides": self.overrides, "tolerances": self.tolerances, "warnings": self.warnings,
+                "data_note": self.data_note, "input_ids": self.input_ids,
                 "artifacts": [a.to_dict() for a in self.artifacts]}
+
+    @classmethod
+    def from_dict(cls, d: dict, folder: Path | None = None) -> "ValidationReport":
+        """From report.json (any edgeconv.report/1 file; files written before the schema key existed too)."""
+        if not isinstance(d, dict):
+            raise EdgeconvError(f"not a valid edgeconv report: expected a JSON object, got {type(d).__name__}")
+        schema = d.get("schema", REPORT_SCHEMA)
+        if schema != REPORT_SCHEMA:
+            raise EdgeconvError(f"unknown report schema {schema!r} (this edgeconv reads {REPORT_SCHEMA})")
+        return cls(Path(folder or "."), d["model"], d.get("reference", ""), d.get("inputs", ""),
+                   int(d.get("samples", 0)), [ArtifactResult.from_dict(a) for a in d["artifacts"]], d.get("labels"),
+                   dict(d.get("overrides") or {}), list(d.get("warnings") or []), data_note=d.get("data_note", ""),
+                   input_ids=list(d.get("input_ids") or []))
+
+    @classmethod
+    def load(cls, path: Path) -> "ValidationReport":
+        import json
+
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()), Path(path).parent)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, EdgeconvError) as e:
+            raise EdgeconvError(f"{path} is not a valid edgeconv report: {first_line(e)}") from None
 
 
 def load_labels(path, ids: list[str]) -> np.ndarray:
@@ -221,13 +258,8 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
         if not (folder / rec.file).exists():
             raise EdgeconvError(f"{folder / rec.file} is listed in the manifest but missing")
     model = _load_reference(folder, manifest)
-    calib_ids = list((manifest.calibration or {}).get("ids") or [])
     random_weights = manifest.weights.is_random
-    inputs = model_inputs(opts.data, input_shape=manifest.input_shape, preprocessing=manifest.preprocessing,
-                          num=opts.samples, split="validation", seed=opts.seed, exclude_ids=calib_ids)
-    warnings = list(inputs.warnings)
-    if len(inputs.x) < opts.samples:
-        warnings.append(f"only {len(inputs.x)} held-out samples available (asked for {opts.samples})")
+    inputs, data_note, warnings = validation_inputs(manifest, opts)
     y, label_source = None, None
     if opts.labels is not None:
         y, label_source = load_labels(opts.labels, inputs.ids), str(opts.labels)
@@ -266,15 +298,61 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
             res.layers = _layer_report(model, file, inputs.x, folder if opts.write else None)
         elif opts.write:  # a plot from an earlier failing run would contradict this report
             (folder / f"{file.stem}.layers.png").unlink(missing_ok=True)
+            (folder / f"{file.stem}.layers.node_data.json").unlink(missing_ok=True)
         results.append(res)
     report = ValidationReport(folder, manifest.model.get("name", folder.name), manifest.reference.get("file", ""),
-                              inputs.describe(), len(inputs.x), results, label_source, overrides, warnings)
+                              inputs.describe(), len(inputs.x), results, label_source, overrides, warnings,
+                              data_note=data_note, input_ids=list(inputs.ids))
     if opts.write:
         from edgeconv.verify.report import write_reports
 
         stem = "report" if only is None else f"report.{Path(only[0]).stem}" if len(only) == 1 else "report.partial"
         report.report_files = [p.name for p in write_reports(report, folder, stem=stem)]
     return report
+
+
+GENERIC_PHOTOS_NOTE = ("judged on the embedded generic photo set (no --calibration or --data was given): photos "
+                       "unlike the model's own data can fail a model that is fine; pass --data with held-out samples "
+                       "like the model's")
+
+
+def validation_inputs(manifest: Manifest, opts: ValidationOptions):
+    """-> (InputSet, note, warnings): the held-out inputs that judge an export's artifacts.
+
+    ``opts.data`` when given; otherwise what the export recorded (:class:`edgeconv.pipeline.inputs.DataPlan`): the
+    user's ``--data``, or the held-out part of the user's calibration data; the embedded photos only when the user
+    gave no data at all. Calibration samples (their ids are in the manifest) are always excluded."""
+    from edgeconv.pipeline.inputs import model_inputs
+
+    plan = manifest.validation or {}
+    warnings: list[str] = []
+    data, num = opts.data, opts.samples
+    kind = "data" if data is not None else plan.get("kind", "embedded")
+    if data is None and kind in ("data", "held_out"):
+        recorded = plan.get("path")
+        if recorded and Path(recorded).exists():
+            data = recorded
+            if kind == "held_out":
+                num = min(num, int(plan.get("count") or num))
+        else:
+            warnings.append(f"the data the export validated on ({recorded}) is not here any more: validating on "
+                            f"the embedded generic photos instead; pass --data")
+            kind = "embedded"
+    calib_ids = list((manifest.calibration or {}).get("ids") or [])
+    inputs = model_inputs(data, input_shape=manifest.input_shape, preprocessing=manifest.preprocessing, num=num,
+                          split="validation", seed=opts.seed, exclude_ids=calib_ids)
+    warnings += inputs.warnings
+    if len(inputs.x) < num:
+        warnings.append(f"only {len(inputs.x)} held-out samples available (asked for {num})")
+    if kind == "held_out":
+        n_cal = len(calib_ids)
+        note = (f"held-out split of the calibration data {data}: {len(inputs.x)} samples never used for "
+                f"calibration ({n_cal} other samples of it calibrated)")
+    elif kind == "data":
+        note = f"held-out data {data} ({len(inputs.x)} samples, calibration samples excluded)"
+    else:
+        note = GENERIC_PHOTOS_NOTE
+    return inputs, note, warnings
 
 
 NOISE_SAMPLES = 16
@@ -312,4 +390,5 @@ def _layer_report(model, file: Path, x: np.ndarray, plot_dir: Path | None):
         return LayerReport(file.name, [], 0, [], error=msg)
     if plot_dir is not None and rep.layers:
         rep.plot(plot_dir / f"{file.stem}.layers.png")
+        rep.write_node_data(plot_dir / f"{file.stem}.layers.node_data.json")
     return rep

@@ -16,15 +16,23 @@ ZOO_MD_NAMES = [
     "xception", "squeezenet", "shufflenet", "mobilenet_v1", "mobilenet_v2", "mobilenetv3_small",
     "mobilenetv3_large", *[f"efficientnet_b{i}" for i in range(8)], "vit_b16", "vit_b32", "vit_l16",
 ]
-# Models this large take seconds to allocate; they still run by default, one per xdist worker at a time.
-HUGE = 150_000_000
+# Full-size builds of models this large take seconds each (ViT-L: 304 M params) and belong to the slow sweep
+# (`pytest -m slow`); the default run builds every other model at its default size and every model small.
+LARGE = 30_000_000
+DEFAULT_SIZE = [pytest.param(n, marks=pytest.mark.slow) if models.model_info(n).params > LARGE else n for n in ALL]
 
 
 def test_every_zoo_md_name_is_registered():
     assert sorted(set(ZOO_MD_NAMES) - set(ALL)) == []
 
 
-@pytest.mark.parametrize("name", ALL)
+def test_large_models_are_a_minority_of_the_default_run():
+    """The slow marker takes only the largest builds: most of the zoo is still counted at full size by default."""
+    large = [n for n in ALL if models.model_info(n).params > LARGE]
+    assert 0 < len(large) < len(ALL) / 2, large
+
+
+@pytest.mark.parametrize("name", DEFAULT_SIZE)
 def test_parameter_count_at_default_size(name):
     import keras
 
