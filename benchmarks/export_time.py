@@ -90,7 +90,7 @@ def child(args) -> dict:
                 import numpy as np
 
                 np.save(np_cal, calib)  # float array: taken as already-preprocessed inputs
-                export(name, precisions=["fp16", "int8", "onnx"], out_dir=out, input_size=args.size,
+                export(name, precisions=["fp16", "int8", "onnx"], out_dir=out, input_size=args.size, weights="random",
                        width=width, calibration=str(np_cal), calib_samples=len(calib),
                        validate=(variant == "edgeconv"), validation=ValidationOptions(samples=50), quiet=True)
         except Exception as e:  # noqa: BLE001 - a failing variant is a result

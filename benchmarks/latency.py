@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
         work = Path(args.work or tmp)
         for name, width in todo:
             res = export(name, precisions=precisions, out_dir=work, input_size=args.size, width=width,
-                         calib_samples=calib, validation=vopts, quiet=True)
+                         weights="random", calib_samples=calib, validation=vopts, quiet=True)
             import keras
 
             from edgeconv.pipeline.load import load_keras_file

@@ -105,12 +105,15 @@ class ExportOptions:
     ``precisions``: keys of :data:`edgeconv.precisions.PRECISIONS` (fp32 is always added). ``calibration``: image
     folder, .npy/.npz, or None for the embedded photo set. ``input_size`` (H, (H, W) or "HxW") / ``classes`` /
     ``width`` reach the zoo builder; for a model file with an open input size, ``input_size`` is the size it is
-    traced, calibrated and validated at. ``preprocessing`` (an ``edgeconv.models.Preprocessing``) overrides the
-    model's own. ``custom_objects`` (``.py`` files or module names) are imported and given to Keras to load a model
-    file with unregistered custom layers / functions; ``unsafe_deserialization`` lets Keras load Lambda layers (it
-    runs Python code stored in the model file). ``target`` adds a device class's precisions
-    (:data:`edgeconv.pipeline.phone_ready.TARGETS`). ``command`` is what the manifest records as the command line
-    (the CLI passes its own; library calls record a Python call).
+    traced, calibrated and validated at. ``weights`` (zoo models): None = ImageNet weights where the model has them
+    and the build fits them, else random; "imagenet", "random", or a weights file
+    (:func:`edgeconv.pipeline.load.load_model`). ``preprocessing`` (an ``edgeconv.models.Preprocessing``) overrides
+    the model's own. ``custom_objects`` (``.py`` files or module names) are imported and given to Keras to load a
+    model file with unregistered custom layers / functions; ``unsafe_deserialization`` lets Keras load Lambda layers
+    (it runs Python code stored in the model file). ``class_labels``: a text file (one name per line) or a list of
+    names; None: the ImageNet class names when the weights are ImageNet's. ``target`` adds a device class's
+    precisions (:data:`edgeconv.pipeline.phone_ready.TARGETS`). ``command`` is what the manifest records as the
+    command line (the CLI passes its own; library calls record a Python call).
     """
 
     precisions: tuple[str, ...] = ("fp32",)
@@ -134,7 +137,7 @@ class ExportOptions:
     command: str | None = None
     quiet: bool = False
     target: str | None = None
-    class_labels: str | os.PathLike | None = None
+    class_labels: str | os.PathLike | tuple[str, ...] | None = None
     model_version: str = "1"
     rewrite: bool = True
     rgb_input: bool = False  # 1-channel models: export with an RGB input and a fixed RGB-to-gray front end
@@ -152,6 +155,8 @@ class ExportOptions:
         object.__setattr__(self, "keep_float", tuple(str(k) for k in self.keep_float))
         object.__setattr__(self, "width", dict(self.width or {}))
         object.__setattr__(self, "model_version", str(self.model_version))
+        if isinstance(self.class_labels, list):
+            object.__setattr__(self, "class_labels", tuple(self.class_labels))
 
     def check(self) -> "ExportOptions":
         """Option checks that need no model; the ones that need the precision list run in the export."""

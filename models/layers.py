@@ -1,6 +1,7 @@
 """Building blocks shared by the zoo's families, in one place (a family never imports another family's module).
 
-- :func:`keras_application`: a keras.applications builder with the zoo's conventions (no weights, softmax top).
+- :func:`keras_application`: a keras.applications builder with the zoo's conventions (softmax top; random weights,
+  or keras' own ImageNet weights).
 - :func:`check_positive`, :func:`check_dropout`, :func:`scaled`: the builders' argument checks and width scaling,
   one clear ``ValueError`` per mistake (the registry turns it into a usage error).
 - :func:`torch_conv`: a bias-free convolution with torch's symmetric ``kernel_size // 2`` padding.
@@ -18,12 +19,16 @@ __all__ = ["keras_application", "check_positive", "check_dropout", "scaled", "to
            "AdaptiveAveragePooling2D", "torchvision_classifier", "ceil_mode_max_pool"]
 
 
-def keras_application(app, input_shape, classes: int, name: str | None, **kwargs):
-    """``app`` (a keras.applications builder) with random weights and a softmax top of ``classes`` classes; keras
-    keeps its own model name (e.g. "mobilenet_1.00_224") when ``name`` is None."""
+def keras_application(app, input_shape, classes: int, name: str | None, weights: str | None = None, **kwargs):
+    """``app`` (a keras.applications builder) with a softmax top of ``classes`` classes and random weights, or with
+    ``weights="imagenet"`` keras' own pretrained weights (its download and cache; the registry's ``pretrained``
+    entry has checked the configuration first). keras keeps its own model name (e.g. "mobilenet_1.00_224") when
+    ``name`` is None."""
     if name is not None:
         kwargs["name"] = name
-    return app(include_top=True, weights=None, input_shape=tuple(input_shape), classes=classes,
+    if weights not in (None, "imagenet"):
+        raise ValueError(f"weights must be None or 'imagenet', not {weights!r}")
+    return app(include_top=True, weights=weights, input_shape=tuple(input_shape), classes=classes,
                classifier_activation="softmax", **kwargs)
 
 

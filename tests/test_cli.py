@@ -38,6 +38,15 @@ def test_zoo_list_json_has_every_model_with_its_count():
     assert set(by_name["mobilenetv3_large"]["sensitive_activations"]) == {"hard_swish", "hard_sigmoid"}
 
 
+def test_zoo_list_says_which_models_have_pretrained_weights():
+    rows = {r["name"]: r for r in json.loads(run("zoo", "list", "--json").output)}
+    assert rows["mobilenetv3_small"]["pretrained"] == "imagenet" and rows["resnet18"]["pretrained"] is None
+    assert rows["mobilenet_v1"]["pretrained_input_sizes"] == [128, 160, 192, 224]
+    table = run("zoo", "list", "mobilenet*").output
+    assert "pretrained" in table and "imagenet (224)" in table and "imagenet (96/128/160/192/224)" in table
+    assert run("zoo", "list", "lenet5").output.splitlines()[-2].rstrip(" │|").endswith("-")
+
+
 def test_zoo_list_table_and_pattern():
     res = run("zoo", "list", "resnet*")
     assert res.exit_code == 0

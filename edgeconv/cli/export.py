@@ -45,7 +45,9 @@ def preprocessing_from(mean, std, scale, bgr):
 @click.option("--alpha", type=float, help="Zoo models: width multiplier (MobileNets).")
 @click.option("--width", "width_items", type=KeyValue(), multiple=True,
               help="Zoo models: any width knob of the family (e.g. groups=3, width_coefficient=0.5).")
-@click.option("--weights", type=click.Path(), help="Weights file to load into a zoo model.")
+@click.option("--weights", metavar="imagenet|random|FILE",
+              help="Zoo models: imagenet (keras.applications' ImageNet weights, the default where the model has them "
+                   "and the build fits them), random, or a weights file (.weights.h5 / .keras).")
 @click.option("--mean", type=NumberList(), help="User models: per-channel mean (one or three numbers).")
 @click.option("--std", type=NumberList(), help="User models: per-channel std.")
 @click.option("--scale", type=float, help="User models: pixel scale applied before mean/std (e.g. 0.00392157).")

@@ -15,6 +15,15 @@ def zoo():
     """The model zoo."""
 
 
+def _pretrained(row: dict) -> str:
+    """"imagenet (224)" / "imagenet (128/160/192/224)" / "-": the weights keras.applications publishes for the
+    model and the input sizes they exist for."""
+    if not row.get("pretrained"):
+        return "-"
+    sizes = row.get("pretrained_input_sizes") or []
+    return f"{row['pretrained']} ({'/'.join(map(str, sizes))})" if sizes else row["pretrained"]
+
+
 @zoo.command("list")
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
@@ -32,8 +41,8 @@ def zoo_list(pattern, as_json):
 
     print_table(
         "edgeconv zoo",
-        ["name", "family", "params", "default input", "preprocessing", "sensitive activations"],
+        ["name", "family", "params", "default input", "preprocessing", "sensitive activations", "pretrained"],
         [[r["name"], r["family"], f"{r['params']:,}", "x".join(map(str, r["input_shape"])),
-          r["preprocessing"]["name"], ", ".join(r["sensitive_activations"]) or "-"] for r in rows],
+          r["preprocessing"]["name"], ", ".join(r["sensitive_activations"]) or "-", _pretrained(r)] for r in rows],
         right_align={"params"},
     )

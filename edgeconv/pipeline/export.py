@@ -94,6 +94,7 @@ class Prepared:
     warnings: list[str]
     seconds: dict[str, float]
     plan: DataPlan | None = None
+    labels_source: str | None = None  # where ``labels`` came from (--class-labels, ImageNet class names)
 
     @property
     def name(self) -> str:
@@ -138,27 +139,50 @@ def _calibration_inputs(loaded: LoadedModel, path, num: int, seed: int):
                         split="calibration", seed=seed)
 
 
-def _init_random_zoo_weights(loaded: LoadedModel, opts: ExportOptions, calib) -> tuple[WeightsRecord, str | None]:
-    """A zoo model without ``--weights`` has random weights (nothing is downloaded). Its BatchNorm statistics are
-    re-estimated on calibration images (:mod:`edgeconv.models.batchnorm`) so activations keep a realistic scale and
-    its output depends on its input; otherwise nothing about the export could be validated."""
-    if opts.weights is not None:
-        path = Path(opts.weights)
-        return WeightsRecord("file", path=str(path), sha256=sha256_file(path) if path.is_file() else None), None
-    if loaded.source_kind != "zoo":
-        return WeightsRecord("model_file"), None
+def _init_weights(loaded: LoadedModel, opts: ExportOptions, calib) -> tuple[WeightsRecord, str | None]:
+    """The export's weights record and its warning (or None).
+
+    Pretrained weights, a weights file and a model file's own weights are used as they are. A zoo model with random
+    weights (asked for with ``--weights random``, none published, a build they do not fit, or they could not be had:
+    :func:`edgeconv.pipeline.load.load_model` says which) gets its BatchNorm statistics re-estimated on calibration
+    images (:mod:`edgeconv.models.batchnorm`) so activations keep a realistic scale and its output depends on its
+    input; otherwise nothing about the export could be validated. The warning is the load stage's note (why the
+    model has random weights although it has pretrained ones), or for a model without published weights the
+    BatchNorm note; ``--weights random`` gets none."""
+    record = loaded.weights
+    if not record.is_random:
+        return record, loaded.weights_note
+    record = replace(record, seed=opts.seed)
     from edgeconv.models.batchnorm import batchnorm_layers, estimate_batchnorm_statistics
 
     if not batchnorm_layers(loaded.model):
-        return WeightsRecord("random", seed=opts.seed), None
+        return record, loaded.weights_note
     x = calib.x if calib is not None else _calibration_inputs(loaded, opts.calibration, BN_ESTIMATION_SAMPLES,
                                                                opts.seed).x
     with console.step("estimate BatchNorm statistics (random weights)", opts.quiet):
         n = estimate_batchnorm_statistics(loaded.model, x, max_samples=BN_ESTIMATION_SAMPLES)
-    note = (f"{loaded.name} has random weights (pass --weights for trained ones); the statistics of its {n} "
-            f"BatchNorm layers were estimated on {min(len(x), BN_ESTIMATION_SAMPLES)} calibration images so its "
-            f"activations have a realistic scale")
-    return WeightsRecord("random", seed=opts.seed, batchnorm_estimated=True), note
+    note = loaded.weights_note
+    if note is None and opts.weights is None:  # a model without published weights
+        note = (f"{loaded.name} has random weights (pass --weights FILE for trained ones); the statistics of its {n} "
+                f"BatchNorm layers were estimated on {min(len(x), BN_ESTIMATION_SAMPLES)} calibration images so its "
+                f"activations have a realistic scale")
+    return replace(record, batchnorm_estimated=True), note
+
+
+def _labels(loaded: LoadedModel, opts: ExportOptions) -> tuple[list[str] | None, str | None]:
+    """Class names to embed, and where they came from: ``--class-labels``, else the ImageNet class names shipped
+    with the zoo (``edgeconv/models/data/imagenet_classes.txt``) when the weights are ImageNet's."""
+    from edgeconv.pipeline.metadata import load_class_labels
+
+    classes = int(loaded.model.output_shape[-1])
+    if opts.class_labels is not None:
+        source = "a list of names" if isinstance(opts.class_labels, (list, tuple)) else str(opts.class_labels)
+        return load_class_labels(opts.class_labels, classes=classes), source
+    if loaded.weights.kind == "imagenet":
+        from edgeconv import models
+
+        return load_class_labels(models.imagenet_classes(), classes=classes), "ImageNet class names (edgeconv.models)"
+    return None, None
 
 
 def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path, work: Path) -> Prepared:
@@ -176,11 +200,7 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
             if opts.rgb_input:
                 loaded = with_rgb_input(loaded)
         warnings += loaded.warnings
-        labels = None
-        if opts.class_labels is not None:
-            from edgeconv.pipeline.metadata import load_class_labels
-
-            labels = load_class_labels(opts.class_labels, classes=int(loaded.model.output_shape[-1]))
+        labels, labels_source = _labels(loaded, opts)
         plan = plan_data(opts.calibration, opts.validation.data, opts.calib_samples, opts.validation.samples,
                          hold_out=opts.validate)
         warnings += plan.warnings
@@ -192,7 +212,7 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
             if len(calib.x) < plan.calibration_count:
                 warnings.append(f"calibration: only {len(calib.x)} samples available "
                                 f"(asked for {plan.calibration_count})")
-        weights, note = _init_random_zoo_weights(loaded, opts, calib)
+        weights, note = _init_weights(loaded, opts, calib)
     if note:
         warnings.append(note)
     ref_file = f"{loaded.name}.keras"
@@ -202,7 +222,8 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
     with console.step(f"trace {loaded.name} (batch {opts.batch_size or 'dynamic'})", opts.quiet):
         saved_model = trace(loaded.model, work, opts.batch_size)
     seconds["trace"] = time.perf_counter() - t0
-    return Prepared(loaded, calib, weights, labels, ref_file, saved_model, warnings, seconds, plan)
+    return Prepared(loaded, calib, weights, labels, ref_file, saved_model, warnings, seconds, plan=plan,
+                    labels_source=labels_source)
 
 
 def _convert_one(p: Precision, ctx: ConvertContext, prep: Prepared, stage: Path) -> tuple[Artifact, bytes]:
@@ -267,7 +288,8 @@ def build_manifest(prep: Prepared, artifacts: list[Artifact], opts: ExportOption
                  "input_size": None if opts.input_size is None else list(_hw(opts.input_size)),
                  "unsafe_deserialization": opts.unsafe_deserialization,
                  "model_version": opts.model_version, "rgb_input": opts.rgb_input,
-                 "class_labels": None if prep.labels is None else LABELS_FILE},
+                 "class_labels": None if prep.labels is None else LABELS_FILE,
+                 "class_labels_source": prep.labels_source},
         artifacts=[a.record for a in artifacts], tools=tool_versions(), command=command)
 
 

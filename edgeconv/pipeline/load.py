@@ -1,7 +1,13 @@
 """Load what the user names -> a Keras model plus the metadata the pipeline needs.
 
-Sources: a zoo name, a ``.keras`` file, a legacy ``.h5`` model, a TensorFlow SavedModel folder; ``weights`` loads a
-weights file into a zoo model.
+Sources: a zoo name, a ``.keras`` file, a legacy ``.h5`` model, a TensorFlow SavedModel folder.
+
+Weights of a zoo model (``weights``): None (the default) means keras.applications' ImageNet weights where the
+model has them and the build fits them (1000 classes, a size they exist for), else random weights; when they cannot
+be had (no network, not in the Keras cache) the model gets random weights and a note saying why
+(:mod:`edgeconv.pipeline.pretrained`). ``"imagenet"`` asks for them (a build they do not fit is a usage error, weights
+that cannot be had an error), ``"random"`` for random weights, anything else is a weights file (``.weights.h5`` or
+``.keras``) loaded into the zoo model (a file named "imagenet" or "random" is passed as ``./imagenet``).
 
 User models as they come (issue #17):
 - custom Layers / functions that are not registered with Keras: ``custom_objects`` (``--custom-objects FILE.py``) are
@@ -24,6 +30,8 @@ from pathlib import Path
 from edgeconv.errors import EdgeconvError, UsageError, first_line
 from edgeconv.pipeline.custom_objects import (CustomObjects, describe_missing, import_custom_objects,
                                               missing_objects, python_lambdas, read_model_config, shadowed_builtins)
+from edgeconv.fileio import sha256_file
+from edgeconv.pipeline.manifest import WeightsRecord
 
 
 @dataclass
@@ -39,6 +47,10 @@ class LoadedModel:
     custom_objects: CustomObjects | None = None  # what --custom-objects imported (recorded in the manifest)
     open_input_shape: tuple | None = None  # the model's own (H, W, C) with None dims, when input_size fixed them
     warnings: list[str] = field(default_factory=list)  # one line each, for the user (e.g. unsafe deserialization)
+    # where the weights came from (a random record has no seed yet: the export adds it) and, for a zoo model that
+    # got random weights although it has pretrained ones, one line saying why (the export's warning)
+    weights: WeightsRecord = field(default_factory=lambda: WeightsRecord("model_file"))
+    weights_note: str | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -244,6 +256,63 @@ def _guess_preprocessing(model):
     return models.UNIT
 
 
+def _zoo_model(info, shape: tuple, classes: int | None, width: dict, weights: str | None):
+    """Build zoo model ``info`` with the weights asked for (module docstring) -> (model, WeightsRecord, note)."""
+    from edgeconv import models
+    from edgeconv.pipeline.pretrained import WeightsUnavailable, load_pretrained
+
+    name = info.name
+    try:  # argument mistakes are usage errors, found before anything is downloaded
+        shape, n_classes = models.check_build(name, shape, classes, **width)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    config = info.build_config(shape, n_classes, **width)
+
+    def random_model():
+        try:
+            return models.create_model(name, input_shape=shape, classes=n_classes, **width)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+
+    if weights == "imagenet" or (weights is None and info.pretrained is not None):
+        why = info.pretrained_problem(config)
+        if weights == "imagenet" and why:
+            raise UsageError(f"--weights imagenet: {name}: {why}")
+        if weights is None and not why and not info.pretrained.native_size(config):
+            why = (f"its ImageNet weights are for {info.pretrained.size_text()} inputs (--weights imagenet loads "
+                   f"them into this {shape[0]}x{shape[1]} model anyway)")
+        if why:
+            return random_model(), WeightsRecord("random", reason=why), f"{name} has random weights: {why}"
+        try:
+            model, got = load_pretrained(name, shape, n_classes, width)
+        except WeightsUnavailable as e:
+            if weights == "imagenet":
+                raise WeightsUnavailable(f"--weights imagenet: {name}: {e} (copy the file into that folder, or "
+                                         f"pass --weights FILE for a local weights file)") from None
+            note = (f"{name}: no ImageNet weights: {e}; exporting with random weights (--weights random: the same "
+                    f"without this warning; --weights FILE: a local weights file; or copy the file into that folder)")
+            return random_model(), WeightsRecord("random", reason=f"ImageNet weights not available: {e}"), note
+        note = None
+        if not info.pretrained.native_size(config):  # only where keras loads them anyway (MobileNetV3)
+            note = (f"{name}: its ImageNet weights are for {info.pretrained.size_text()} inputs; in this "
+                    f"{shape[0]}x{shape[1]} model they classify worse than the published figures")
+        return model, WeightsRecord(got.dataset, path=got.file, sha256=got.sha256), note
+
+    model = random_model()
+    if weights is None:
+        return model, WeightsRecord("random", reason="no pretrained weights are published for this model"), None
+    if weights == "random":
+        return model, WeightsRecord("random", reason="asked for (--weights random)"), None
+    wpath = Path(weights)
+    if not wpath.exists():
+        raise EdgeconvError(f"weights file not found: {wpath}")
+    try:
+        model.load_weights(str(wpath))
+    except Exception as e:
+        raise EdgeconvError(f"cannot load weights {wpath} into {name} {shape}: {first_line(e)}") from None
+    return model, WeightsRecord("file", path=str(wpath), sha256=sha256_file(wpath) if wpath.is_file() else None), None
+
+
 def load_model(source: str | os.PathLike, *, weights: str | None = None, input_size: int | tuple | None = None,
                classes: int | None = None, width: dict | None = None, preprocessing=None,
                custom_objects=(), unsafe_deserialization: bool = False) -> LoadedModel:
@@ -269,20 +338,10 @@ def load_model(source: str | os.PathLike, *, weights: str | None = None, input_s
         if input_size is not None:
             hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
             shape = (int(hw[0]), int(hw[1]), info.input_shape[2])
-        try:
-            model = models.create_model(src, input_shape=shape, classes=classes, **width)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        if weights:
-            wpath = Path(weights)
-            if not wpath.exists():
-                raise EdgeconvError(f"weights file not found: {wpath}")
-            try:
-                model.load_weights(str(wpath))
-            except Exception as e:
-                raise EdgeconvError(f"cannot load weights {wpath} into {src} {shape}: {first_line(e)}") from None
+        model, record, note = _zoo_model(info, shape, classes, width, None if weights is None else str(weights))
         return LoadedModel(model, src, src, "zoo", preprocessing or info.preprocessing, False, info.to_dict(),
-                           {"input_shape": list(shape), "classes": classes or info.classes, **width})
+                           {"input_shape": list(shape), "classes": classes or info.classes, **width},
+                           weights=record, weights_note=note)
 
     looks_like_path = path.suffix in (".keras", ".h5", ".hdf5") or os.sep in src or path.exists()
     if not looks_like_path:
@@ -290,7 +349,7 @@ def load_model(source: str | os.PathLike, *, weights: str | None = None, input_s
     if not path.exists():
         raise EdgeconvError(f"model file not found: {path}")
     if weights:
-        raise UsageError("--weights loads a weights file into a zoo model; a model file already has its weights")
+        raise UsageError("--weights applies to zoo models; a model file already has its weights")
     if classes is not None or width:
         raise UsageError("--classes and width options only apply to zoo models")
     warnings: list[str] = []

@@ -20,14 +20,17 @@ WeightsKind = Literal["random", "file", "model_file", "imagenet"]
 @dataclass
 class WeightsRecord:
     """Where a model's weights came from. ``random``: a zoo model built with ``seed`` (BatchNorm statistics
-    estimated on calibration images when ``batchnorm_estimated``); ``file``: ``--weights`` (``path``, ``sha256``);
-    ``model_file``: the weights inside the user's model file."""
+    estimated on calibration images when ``batchnorm_estimated``; ``reason``: why it has random weights: asked for,
+    none published, a build they do not fit, or they could not be had); ``file``: ``--weights FILE`` (``path``,
+    ``sha256``); ``imagenet``: keras.applications' ImageNet weights (``path``: the file name in the Keras cache,
+    ``sha256``); ``model_file``: the weights inside the user's model file."""
 
     kind: WeightsKind
     path: str | None = None
     sha256: str | None = None
     seed: int | None = None
     batchnorm_estimated: bool = False
+    reason: str | None = None
 
     @property
     def is_random(self) -> bool:
@@ -50,7 +53,8 @@ class WeightsRecord:
     def from_value(cls, v) -> "WeightsRecord":
         """A manifest's ``model.weights``: the dict of schema 2, or schema 1's description string."""
         if isinstance(v, dict):
-            return cls(**{k: v[k] for k in ("kind", "path", "sha256", "seed", "batchnorm_estimated") if k in v})
+            return cls(**{k: v[k] for k in ("kind", "path", "sha256", "seed", "batchnorm_estimated", "reason")
+                          if k in v})
         s = str(v or "")
         if s.startswith("random"):
             return cls("random", batchnorm_estimated="BatchNorm" in s)

@@ -135,21 +135,29 @@ def embed_onnx_metadata(data: bytes, meta: dict) -> bytes:
 
 
 def load_class_labels(path, classes: int | None = None) -> list[str]:
-    """Class names from a text file, one per line (blank lines at the end ignored); checked against ``classes``."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--class-labels: {p} not found")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UsageError(f"--class-labels: {p} is not UTF-8 text (one class name per line)") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    labels = [ln.strip() for ln in lines]
+    """Class names from a text file, one per line (blank lines at the end ignored), or from a list / tuple of names;
+    checked against ``classes``."""
+    if isinstance(path, (list, tuple)):
+        what = "the class-label list"
+        labels = [str(n).strip() for n in path]
+        if any("\n" in n for n in labels):
+            raise UsageError(f"--class-labels: {what} has a name with a line break")
+    else:
+        p = Path(path)
+        what = str(p)
+        if not p.is_file():
+            raise UsageError(f"--class-labels: {p} not found")
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise UsageError(f"--class-labels: {p} is not UTF-8 text (one class name per line)") from None
+        while lines and not lines[-1].strip():
+            lines.pop()
+        labels = [ln.strip() for ln in lines]
     if not labels or any(not ln for ln in labels):
-        raise UsageError(f"--class-labels: {p} must have one non-empty class name per line")
+        raise UsageError(f"--class-labels: {what} must have one non-empty class name per line")
     if classes is not None and len(labels) != classes:
-        raise UsageError(f"--class-labels: {p} has {len(labels)} names but the model has {classes} classes")
+        raise UsageError(f"--class-labels: {what} has {len(labels)} names but the model has {classes} classes")
     return labels
 
 

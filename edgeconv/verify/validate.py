@@ -32,7 +32,8 @@ LAYERWISE_SAMPLES = 16
 RANDOM_WEIGHTS_NOTE = ("random weights: thresholds for reduced precision describe trained models (a random "
                        "network's near-uniform softmax, near-tied classes and, in deep nets, amplified rounding "
                        "cannot be judged by them); figures are shown, the verdict only checks that it runs with "
-                       "finite outputs of the right shape; fp32 is judged as usual. Export with --weights to judge it")
+                       "finite outputs of the right shape; fp32 is judged as usual. Export with trained weights (ImageNet: "
+                       "--weights imagenet; or --weights FILE) to judge it")
 
 
 @dataclass

@@ -9,7 +9,8 @@ padding from the average, like timm's ``count_include_pad=False``).
 
 All three contain only ReLU (no export-sensitive activation) and take inputs in [-1, 1] (Inception preprocessing,
 mean = std = 0.5, as the TF-slim/timm Inception V4 weights were trained with). Their stems need inputs of at least
-75x75.
+75x75. keras publishes ImageNet weights for Inception V3 and Inception-ResNet V2 (1000 classes at 299x299,
+``weights="imagenet"``); Inception V4 has none in keras.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from keras import layers
 
 from ..layers import check_positive, keras_application, scaled
 from ..preprocessing import MINUS1_1
+from ..pretrained import Pretrained
 from ..registry import register_model
 
 
@@ -25,20 +27,22 @@ from ..registry import register_model
     family="inception", input_shape=(299, 299, 3), preprocessing=MINUS1_1, params=23_851_784,
     reference_params=23_851_784, reference_source="keras.applications.InceptionV3", activations=(),
     param_tolerance=0.0, min_input_size=75,
+    pretrained=Pretrained(file="inception_v3_weights_tf_dim_ordering_tf_kernels.h5", sizes=(299,)),
 )
-def inception_v3(input_shape=(299, 299, 3), classes=1000, name=None):
+def inception_v3(input_shape=(299, 299, 3), classes=1000, weights=None, name=None):
     """Inception V3 (no auxiliary head), ``keras.applications.InceptionV3``; inputs in [-1, 1]."""
-    return keras_application(keras.applications.InceptionV3, input_shape, classes, name)
+    return keras_application(keras.applications.InceptionV3, input_shape, classes, name, weights)
 
 
 @register_model(
     family="inception", input_shape=(299, 299, 3), preprocessing=MINUS1_1, params=55_873_736,
     reference_params=55_873_736, reference_source="keras.applications.InceptionResNetV2", activations=(),
     param_tolerance=0.0, min_input_size=75,
+    pretrained=Pretrained(file="inception_resnet_v2_weights_tf_dim_ordering_tf_kernels.h5", sizes=(299,)),
 )
-def inception_resnet_v2(input_shape=(299, 299, 3), classes=1000, name=None):
+def inception_resnet_v2(input_shape=(299, 299, 3), classes=1000, weights=None, name=None):
     """Inception-ResNet V2, ``keras.applications.InceptionResNetV2``; inputs in [-1, 1]."""
-    return keras_application(keras.applications.InceptionResNetV2, input_shape, classes, name)
+    return keras_application(keras.applications.InceptionResNetV2, input_shape, classes, name, weights)
 
 
 # ---------------------------------------------------------------------------------------------------- Inception V4

@@ -16,6 +16,7 @@ from keras import layers
 
 from ..layers import check_positive, keras_application, scaled, torch_conv
 from ..preprocessing import CAFFE, MINUS1_1, TORCH
+from ..pretrained import Pretrained
 from ..registry import register_model
 
 BN_EPSILON = 1e-5  # torch.nn.BatchNorm2d default
@@ -144,49 +145,60 @@ def resnet34(input_shape=(224, 224, 3), classes=1000, width_multiplier=1.0, name
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# ResNet v1 / v2 (keras.applications)
+# ResNet v1 / v2 (keras.applications, with its ImageNet weights: 1000 classes at 224x224)
 # ---------------------------------------------------------------------------------------------------------------
 
+def _imagenet(weights_name: str) -> Pretrained:
+    # keras.src.applications.resnet: f"{weights_name}_weights_tf_dim_ordering_tf_kernels.h5"
+    return Pretrained(file=f"{weights_name}_weights_tf_dim_ordering_tf_kernels.h5", sizes=(224,))
+
+
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=CAFFE, params=25_636_712,
-                reference_params=25_636_712, reference_source="keras.applications.ResNet50")
-def resnet50(input_shape=(224, 224, 3), classes=1000, name=None):
+                reference_params=25_636_712, reference_source="keras.applications.ResNet50",
+                pretrained=_imagenet("resnet50"))
+def resnet50(input_shape=(224, 224, 3), classes=1000, weights=None, name=None):
     """ResNet-50 v1 from keras.applications (Caffe-style BGR mean-subtracted input)."""
-    return keras_application(keras.applications.ResNet50, input_shape, classes, name or "resnet50")
+    return keras_application(keras.applications.ResNet50, input_shape, classes, name or "resnet50", weights)
 
 
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=CAFFE, params=44_707_176,
-                reference_params=44_707_176, reference_source="keras.applications.ResNet101")
-def resnet101(input_shape=(224, 224, 3), classes=1000, name=None):
+                reference_params=44_707_176, reference_source="keras.applications.ResNet101",
+                pretrained=_imagenet("resnet101"))
+def resnet101(input_shape=(224, 224, 3), classes=1000, weights=None, name=None):
     """ResNet-101 v1 from keras.applications (Caffe-style BGR mean-subtracted input)."""
-    return keras_application(keras.applications.ResNet101, input_shape, classes, name or "resnet101")
+    return keras_application(keras.applications.ResNet101, input_shape, classes, name or "resnet101", weights)
 
 
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=CAFFE, params=60_419_944,
-                reference_params=60_419_944, reference_source="keras.applications.ResNet152")
-def resnet152(input_shape=(224, 224, 3), classes=1000, name=None):
+                reference_params=60_419_944, reference_source="keras.applications.ResNet152",
+                pretrained=_imagenet("resnet152"))
+def resnet152(input_shape=(224, 224, 3), classes=1000, weights=None, name=None):
     """ResNet-152 v1 from keras.applications (Caffe-style BGR mean-subtracted input)."""
-    return keras_application(keras.applications.ResNet152, input_shape, classes, name or "resnet152")
+    return keras_application(keras.applications.ResNet152, input_shape, classes, name or "resnet152", weights)
 
 
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=MINUS1_1, params=25_613_800,
-                reference_params=25_613_800, reference_source="keras.applications.ResNet50V2")
-def resnet50v2(input_shape=(224, 224, 3), classes=1000, name=None):
+                reference_params=25_613_800, reference_source="keras.applications.ResNet50V2",
+                pretrained=_imagenet("resnet50v2"))
+def resnet50v2(input_shape=(224, 224, 3), classes=1000, weights=None, name=None):
     """ResNet-50 V2 (pre-activation) from keras.applications (inputs in [-1, 1])."""
-    return keras_application(keras.applications.ResNet50V2, input_shape, classes, name or "resnet50v2")
+    return keras_application(keras.applications.ResNet50V2, input_shape, classes, name or "resnet50v2", weights)
 
 
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=MINUS1_1, params=44_675_560,
-                reference_params=44_675_560, reference_source="keras.applications.ResNet101V2")
-def resnet101v2(input_shape=(224, 224, 3), classes=1000, name=None):
+                reference_params=44_675_560, reference_source="keras.applications.ResNet101V2",
+                pretrained=_imagenet("resnet101v2"))
+def resnet101v2(input_shape=(224, 224, 3), classes=1000, weights=None, name=None):
     """ResNet-101 V2 (pre-activation) from keras.applications (inputs in [-1, 1])."""
-    return keras_application(keras.applications.ResNet101V2, input_shape, classes, name or "resnet101v2")
+    return keras_application(keras.applications.ResNet101V2, input_shape, classes, name or "resnet101v2", weights)
 
 
 @register_model(family="resnet", input_shape=(224, 224, 3), preprocessing=MINUS1_1, params=60_380_648,
-                reference_params=60_380_648, reference_source="keras.applications.ResNet152V2")
-def resnet152v2(input_shape=(224, 224, 3), classes=1000, name=None):
+                reference_params=60_380_648, reference_source="keras.applications.ResNet152V2",
+                pretrained=_imagenet("resnet152v2"))
+def resnet152v2(input_shape=(224, 224, 3), classes=1000, weights=None, name=None):
     """ResNet-152 V2 (pre-activation) from keras.applications (inputs in [-1, 1])."""
-    return keras_application(keras.applications.ResNet152V2, input_shape, classes, name or "resnet152v2")
+    return keras_application(keras.applications.ResNet152V2, input_shape, classes, name or "resnet152v2", weights)
 
 
 # ---------------------------------------------------------------------------------------------------------------

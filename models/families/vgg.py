@@ -6,7 +6,8 @@ keras' (``block1_conv1`` .. ``block5_pool``, ``fc1``, ``fc2``, ``predictions``).
 torchvision's head: ``avg_pool`` (adaptive, 7x7: the identity at 224) -> ``flatten`` -> ``fc1`` -> ``dropout1`` ->
 ``fc2`` -> ``dropout2`` -> ``predictions``. keras' VGG-16/19 flatten ``block5_pool`` directly, so there ``fc1``
 has ``512 * (height // 32) * (width // 32)`` inputs (exact counts are for 224x224; torchvision's vgg16/vgg19 have the
-same counts). No export-sensitive activation.
+same counts). No export-sensitive activation. keras publishes ImageNet weights for VGG-16/19 (1000 classes at
+224x224, ``weights="imagenet"``); the torchvision-layout VGG-11/13 have none.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from keras import layers
 
 from ..layers import check_positive, keras_application, scaled, torchvision_classifier
 from ..preprocessing import CAFFE, TORCH
+from ..pretrained import Pretrained
 from ..registry import register_model
 
 # convolutions per stage (64, 128, 256, 512, 512 filters): torchvision's cfgs "A" and "B"
@@ -66,17 +68,21 @@ def vgg13(input_shape=(224, 224, 3), classes=1000, width_multiplier=1.0, dropout
     family="vgg", input_shape=(224, 224, 3), preprocessing=CAFFE, params=138_357_544,
     reference_params=138_357_544, reference_source="keras.applications.VGG16 (VGG paper, configuration D)",
     activations=(), param_tolerance=0.0, min_input_size=32,
+    # keras.src.applications.vgg16: WEIGHTS_PATH
+    pretrained=Pretrained(file="vgg16_weights_tf_dim_ordering_tf_kernels.h5", sizes=(224,)),
 )
-def vgg16(input_shape=(224, 224, 3), classes=1000, name="vgg16"):
+def vgg16(input_shape=(224, 224, 3), classes=1000, weights=None, name="vgg16"):
     """VGG-16 from keras.applications (Caffe-style BGR input); ``fc1`` grows with the input (module docstring)."""
-    return keras_application(keras.applications.VGG16, input_shape, classes, name)
+    return keras_application(keras.applications.VGG16, input_shape, classes, name, weights)
 
 
 @register_model(
     family="vgg", input_shape=(224, 224, 3), preprocessing=CAFFE, params=143_667_240,
     reference_params=143_667_240, reference_source="keras.applications.VGG19 (VGG paper, configuration E)",
     activations=(), param_tolerance=0.0, min_input_size=32,
+    # keras.src.applications.vgg19: WEIGHTS_PATH
+    pretrained=Pretrained(file="vgg19_weights_tf_dim_ordering_tf_kernels.h5", sizes=(224,)),
 )
-def vgg19(input_shape=(224, 224, 3), classes=1000, name="vgg19"):
+def vgg19(input_shape=(224, 224, 3), classes=1000, weights=None, name="vgg19"):
     """VGG-19 from keras.applications (Caffe-style BGR input); ``fc1`` grows with the input (module docstring)."""
-    return keras_application(keras.applications.VGG19, input_shape, classes, name)
+    return keras_application(keras.applications.VGG19, input_shape, classes, name, weights)
