@@ -388,7 +388,7 @@ def _convert(p: Precision, loaded: LoadedModel, saved_model: Path, calib, io_typ
     from .onnx_quant import quantize_onnx_int8
 
     int8 = quantize_onnx_int8(fp32, x, nchw=nchw, warnings=warnings)
-    return int8, layout, {"quantization": "QDQ per-channel int8"}, opset
+    return int8, layout, {"quantization": "QDQ per-channel, uint8 activations + int8 weights"}, opset
 
 
 def convert_summary(result: ExportResult) -> tuple[list[str], list[list]]:

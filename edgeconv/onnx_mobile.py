@@ -189,7 +189,7 @@ def integer_kernel_coverage(onnx_bytes, *, config: dict | None = None) -> dict:
         to_q = any(c.op_type == "QuantizeLinear" for o in n.output for c in consumers.get(o, []))
         if from_dq or to_q:
             islands.append({"name": n.name, "op": n.op_type, "from_dq": from_dq, "to_q": to_q})
-    convs = sum(n.op_type in CONV_OPS for n in source.graph.node)
+    convs = sum(n.op_type in CONV_OPS or n.op_type in INTEGER_CONV_OPS for n in source.graph.node)  # QOperator
     integer_convs = sum(ops[o] for o in INTEGER_CONV_OPS)
     float_convs = sum(ops[o] for o in CONV_OPS)
     return {

@@ -11,7 +11,8 @@ MobileNetV3-Small 224x224; benchmarks/onnx_int8_speed.py): with int8 activations
 change) onnxruntime's x86 CPU provider fused only 29 of the 54 Convs into ``QLinearConv``; the other 25 stayed float
 ``Conv`` fed by ``DequantizeLinear`` of their weights on every run, with 35 Transposes around them: 8.9 ms vs
 2.5 ms fp32. With uint8 activations all 54 become ``QLinearConv`` (3.0 ms). The rest of the gap was the
-float hard-sigmoid islands and the quantized input rescaling, which :mod:`edgeconv.onnx_qdq` rewrites (2.4 ms).
+float hard-sigmoid islands, the quantized input rescaling and onnxruntime's slow int8 depthwise kernel for channel
+counts that are not multiples of 16, which :mod:`edgeconv.onnx_qdq` rewrites (about 0.95x fp32).
 ARM builds of onnxruntime fuse both activation types; uint8 is the one both fuse.
 """
 from __future__ import annotations
@@ -94,7 +95,7 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
-    from .onnx_qdq import decompose_hard_swish, fold_input_affine, hard_sigmoid_to_add
+    from .onnx_qdq import decompose_hard_swish, fold_input_affine, hard_sigmoid_to_add, pad_depthwise_channels
 
     model = onnx.load_from_string(bytes(fp32_bytes))
     if len(model.graph.input) != 1:
@@ -106,6 +107,7 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
                             f"{tuple(dims[1:])}")
     batch = dims[0] if dims and dims[0] else 32
     decompose_hard_swish(model)  # what onnxruntime inlines anyway; the same graph with or without pre-processing
+    guard = _Guard(bytes(fp32_bytes), x[:GUARD_SAMPLES], inp.name)
     with tempfile.TemporaryDirectory(prefix="edgeconv-onnx-int8-") as tmp, _quiet_quantizer():
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(model.SerializeToString())
@@ -118,6 +120,11 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
                 if warnings is not None:
                     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                     warnings.append(f"onnx int8: quantized without onnxruntime's pre-processing ({msg})")
+        padded = onnx.load(str(src))
+        if pad_depthwise_channels(padded):  # exact in float; checked anyway
+            if guard.same_as_float(padded, warnings, "depthwise channel padding"):
+                src = Path(tmp, "padded.onnx")
+                src.write_bytes(padded.SerializeToString())
         try:
             quantize_static(str(src), str(out), _reader(x, inp.name, batch), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -127,7 +134,6 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
             raise EdgeconvError(f"onnxruntime cannot quantize the ONNX model to int8: "
                                 f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
         quantized = onnx.load(str(out))
-    guard = _Guard(bytes(fp32_bytes), x[:GUARD_SAMPLES], inp.name)
     for rewrite, what in ((hard_sigmoid_to_add, "hard-sigmoid -> integer Add rewrite"),
                           (fold_input_affine, "input rescaling fold")):
         quantized = guard.apply(quantized, rewrite, what, warnings)
@@ -163,6 +169,23 @@ class _Guard:
         from .compare import sqnr_db
 
         return sqnr_db(self.ref, got) if got.shape == self.ref.shape else -np.inf
+
+    def same_as_float(self, model, warnings, what: str) -> bool:
+        """A float rewrite is kept only if the outputs move by at most PARITY_ATOL (relative, as onnx_export)."""
+        from .onnx_export import PARITY_ATOL
+
+        try:
+            got = self._run(model.SerializeToString())
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
+            got, why = None, f"{type(e).__name__}: {str(e).strip()[:120]}"
+        if got is not None and got.shape == self.ref.shape:
+            diff = float(np.max(np.abs(got - self.ref)) / max(1.0, float(np.max(np.abs(self.ref)))))
+            if diff <= PARITY_ATOL:
+                return True
+            why = f"outputs would move by {diff:.2e}"
+        if warnings is not None:
+            warnings.append(f"onnx int8: {what} not applied ({why})")
+        return False
 
     def apply(self, model, rewrite, what: str, warnings):
         import onnx

@@ -154,3 +154,76 @@ def test_ort_format_from_a_file_path_and_bad_inputs(tiny, tmp_path):
         write_ort(src, tmp_path, target_platform="riscv")
     with pytest.raises(EdgeconvError, match="cannot"):
         write_ort(b"not an onnx model", tmp_path)
+
+
+def _se_block(c: int = 24):
+    """NCHW float graph: 1x1 expand to ``c`` -> h-swish -> 3x3 depthwise -> ReLU -> squeeze-excite (hard-sigmoid
+    gate) -> 1x1 project, the MobileNetV3 block shape."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+
+    def init(name, *shape):
+        return numpy_helper.from_array(rng.normal(0, 0.4, shape).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "we", "be"], ["e"], kernel_shape=[1, 1]),
+        helper.make_node("HardSigmoid", ["e"], ["eh"], alpha=1 / 6, beta=0.5),
+        helper.make_node("Mul", ["e", "eh"], ["es"]),
+        helper.make_node("Conv", ["es", "wd", "bd"], ["d"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=c),
+        helper.make_node("Relu", ["d"], ["dr"]),
+        helper.make_node("GlobalAveragePool", ["dr"], ["p"]),
+        helper.make_node("Conv", ["p", "w1", "b1"], ["s1"], kernel_shape=[1, 1]),
+        helper.make_node("Relu", ["s1"], ["s1r"]),
+        helper.make_node("Conv", ["s1r", "w2", "b2"], ["s2"], kernel_shape=[1, 1]),
+        helper.make_node("HardSigmoid", ["s2"], ["g"], alpha=1 / 6, beta=0.5),
+        helper.make_node("Mul", ["dr", "g"], ["se"]),
+        helper.make_node("Conv", ["se", "wp", "bp"], ["out"], kernel_shape=[1, 1]),
+    ]
+    inits = [init("we", c, 8, 1, 1), init("be", c), init("wd", c, 1, 3, 3), init("bd", c), init("w1", 8, c, 1, 1),
+             init("b1", 8), init("w2", c, 8, 1, 1), init("b2", c), init("wp", 16, c, 1, 1), init("bp", 16)]
+    g = helper.make_graph(nodes, "se_block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 10, 10])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 16, 10, 10])], initializer=inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_depthwise_channels_padded_to_multiples_of_16_without_changing_outputs():
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeconv.onnx_qdq import pad_depthwise_channels
+
+    model = _se_block(24)
+    before = model.SerializeToString()
+    assert pad_depthwise_channels(model) == 1
+    onnx.checker.check_model(model)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    dw = next(n for n in model.graph.node if n.op_type == "Conv" and n.input[0] == "es")
+    assert inits[dw.input[1]].shape == (32, 1, 3, 3) and any(a.name == "group" and a.i == 32 for a in dw.attribute)
+    proj = next(n for n in model.graph.node if n.output[0] == "out")
+    assert inits[proj.input[1]].shape == (16, 32, 1, 1) and not inits[proj.input[1]][:, 24:].any()
+    x = np.random.default_rng(0).normal(0, 1, (3, 8, 10, 10)).astype(np.float32)
+    np.testing.assert_allclose(_run(_session(model.SerializeToString()), x), _run(_session(before), x),
+                               rtol=0, atol=1e-5)
+    assert pad_depthwise_channels(model) == 0  # already aligned
+    aligned = _se_block(32)
+    assert pad_depthwise_channels(aligned) == 0
+
+
+def test_int8_of_an_unaligned_se_block_is_all_integer():
+    from edgeconv.compare import sqnr_db
+
+    fp32 = _se_block(24).SerializeToString()
+    rng = np.random.default_rng(0)
+    calib = rng.normal(0, 1, (32, 10, 10, 8)).astype(np.float32)  # NHWC, as edgeconv passes calibration data
+    warnings: list[str] = []
+    int8 = quantize_onnx_int8(fp32, calib, nchw=True, warnings=warnings)
+    assert warnings == []
+    import onnx
+
+    kernels = [t for t in onnx.load_from_string(int8).graph.initializer if len(t.dims) == 4]
+    assert [32, 1, 3, 3] in [list(t.dims) for t in kernels]  # the depthwise conv was padded from 24 to 32
+    cov = integer_kernel_coverage(int8)
+    assert cov["all_convs_integer"] and cov["float"] == {}, cov
+    x = rng.normal(0, 1, (8, 8, 10, 10)).astype(np.float32)
+    assert sqnr_db(_run(_session(fp32), x), _run(_session(int8), x)) > 20
