@@ -247,14 +247,18 @@ def measure(name: str, keras_model, pre, cal_x: np.ndarray, val_x: np.ndarray, a
     for label, b in all_models.items():
         fid = fidelity(b, val_x, ref, labels)
         cov = integer_kernel_coverage(b)
-        med = p10 = p90 = ratio = None
+        med = p10 = p90 = ratio = paired = None
         if latency:
             t = times[label]
             med, p10, p90 = float(np.median(t)), float(np.percentile(t, 10)), float(np.percentile(t, 90))
             ratio = med / base
+            # the same round's fp32 run as the yardstick: contention from other processes changes slowly compared
+            # with one round, so per-round ratios are steadier than the ratio of medians on a shared machine
+            paired = float(np.median(np.asarray(t) / np.asarray(times["fp32 (edgeconv convert_onnx)"])))
         float_ops = sum(cov["float"].values())
         rows.append([name, label, None if med is None else round(med, 3),
                      None if p10 is None else f"{p10:.2f}-{p90:.2f}", None if ratio is None else round(ratio, 2),
+                     None if paired is None else round(paired, 2),
                      round(fid["sqnr_db"], 2), round(100 * fid["top1_agree"], 1),
                      None if labels is None else round(100 * fid["accuracy"], 1),
                      f"{cov['integer_convs']}/{cov['convs']}", float_ops, cov["quantize"] + cov["dequantize"],
@@ -265,7 +269,7 @@ def measure(name: str, keras_model, pre, cal_x: np.ndarray, val_x: np.ndarray, a
     return rows, raw
 
 
-COLUMNS = ["model", "recipe", "median ms", "p10-p90 ms", "x fp32", "logits SQNR dB", "top-1 agree %", "accuracy %",
+COLUMNS = ["model", "recipe", "median ms", "p10-p90 ms", "x fp32", "x fp32 paired", "logits SQNR dB", "top-1 agree %", "accuracy %",
            "integer Convs", "float ops", "Q+DQ left", "MB", "quantize s"]
 
 
@@ -310,6 +314,7 @@ def main(argv=None) -> dict:
         f"{args.size}x{args.size} rows: random weights, BatchNorm statistics estimated on {BN_SAMPLES} calibration "
         f"photos; SQNR and top-1 agreement of the logits (pre-softmax) vs Keras on {args.val} validation-split photos "
         f"(other photos than the {args.calib} calibration samples)",
+        "x fp32 = median / fp32 median; x fp32 paired = median over rounds of (time / the same round's fp32 time)",
         "integer Convs: QLinearConv/ConvInteger nodes in onnxruntime's optimized graph / Conv nodes of the file; "
         "float ops: float arithmetic nodes left in that graph (edgeconv.onnx_mobile.integer_kernel_coverage)",
         "recipes: " + "; ".join(f"{k}: {v}" for k, v in RECIPES.items()),

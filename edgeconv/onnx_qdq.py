@@ -57,8 +57,9 @@ class _Index:
         return None if t is None else self._np.to_array(t)
 
     def scalar(self, name: str):
+        """A one-element initializer as a 0-d array (tf2onnx writes some scalars as (1, 1, 1, 1)), else None."""
         v = self.array(name)
-        return v if v is not None and v.size == 1 else None
+        return v.reshape(()) if v is not None and v.size == 1 else None
 
     def qparams(self, node):
         """(scale, zero point) of a scalar Quantize/DequantizeLinear; the zero point defaults to uint8 0."""
@@ -175,6 +176,14 @@ def hard_sigmoid_to_add(model) -> int:
     return count
 
 
+def _const_rank(idx: _Index, op, dq) -> int:
+    """Rank of the constant operand of a binary ``op`` (broadcasting it may not add dimensions)."""
+    name = op.input[1] if op.input[0] == dq.output[0] else op.input[0]
+    p = idx.producer.get(name)
+    v = idx.array(p.input[0] if p is not None and p.op_type == "DequantizeLinear" else name)
+    return 0 if v is None else v.ndim
+
+
 def _single_dq(idx: _Index, q):
     """The one DequantizeLinear reading ``q``'s output (None if there are others, or it is a graph output)."""
     d = idx.only_consumer(q.output[0])
@@ -208,7 +217,8 @@ def fold_input_affine(model) -> int:
             break
         if op.op_type in ("Mul", "Add") and len(op.input) == 2:
             c = idx.const_value(op.input[1] if op.input[0] == dq.output[0] else op.input[0])
-            if c is None or (op.op_type == "Mul" and not c > 0):
+            rank = len(graph.input[0].type.tensor_type.shape.dim)
+            if c is None or (op.op_type == "Mul" and not c > 0) or _const_rank(idx, op, dq) > rank:
                 break
             a, b = (a * c, b * c) if op.op_type == "Mul" else (a, b + c)
         elif op.op_type not in MOVEMENT_OPS or op.input[0] != dq.output[0]:

@@ -92,7 +92,8 @@ def test_rewritten_qdq_graph_means_the_same_in_reference_and_fused_kernels(tiny)
     assert sqnr_db(ref, fused) > 20 and sqnr_db(ref, plain) > 20
 
 
-def test_input_rescaling_folded_into_input_quantization(tmp_path):
+@pytest.mark.parametrize("const_shape", [(), (1, 1, 1, 1)])  # tf2onnx writes both (the latter with --nchw)
+def test_input_rescaling_folded_into_input_quantization(const_shape):
     """input -> Mul(1/127.5) -> Add(-1) (keras Rescaling(1/127.5, offset=-1)) -> Transpose -> Conv: the int8 graph
     quantizes the pixels once and reads the codes with the rescaling in the DequantizeLinear parameters."""
     import onnx
@@ -109,12 +110,14 @@ def test_input_rescaling_folded_into_input_quantization(tmp_path):
          helper.make_node("Relu", ["c"], ["out"])], "affine",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 12, 12, 3])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, 12, 12])],
-        initializer=[numpy_helper.from_array(np.array(1 / 127.5, np.float32), "a"),
-                     numpy_helper.from_array(np.array(-1.0, np.float32), "b"),
+        initializer=[numpy_helper.from_array(np.full(const_shape, 1 / 127.5, np.float32), "a"),
+                     numpy_helper.from_array(np.full(const_shape, -1.0, np.float32), "b"),
                      numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.zeros(8, np.float32), "bias")])
     fp32 = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
     pixels = rng.integers(0, 256, (40, 12, 12, 3)).astype(np.float32)
-    int8 = quantize_onnx_int8(fp32, pixels[:32])
+    warnings: list[str] = []
+    int8 = quantize_onnx_int8(fp32, pixels[:32], warnings=warnings)
+    assert warnings == []
     proto = onnx.load_from_string(int8)
     assert not [n for n in proto.graph.node if n.op_type in ("Mul", "Add")]
     cov = integer_kernel_coverage(int8)
