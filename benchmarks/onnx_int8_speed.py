@@ -154,11 +154,13 @@ def with_logits(model: bytes) -> tuple[bytes, str]:
     return m.SerializeToString(), t
 
 
-def logits_of(model: bytes, x: np.ndarray) -> np.ndarray:
+def logits_of(model: bytes, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-> (logits, first graph output, i.e. the probabilities) for every input."""
     m, t = with_logits(model)
     s = _session(m, threads=os.cpu_count() or 1)
-    name = s.get_inputs()[0].name
-    return np.concatenate([s.run([t], {name: x[i:i + 1]})[0].reshape(1, -1) for i in range(len(x))])
+    name, out = s.get_inputs()[0].name, s.get_outputs()[0].name
+    runs = [s.run([t, out], {name: x[i:i + 1]}) for i in range(len(x))]
+    return (np.concatenate([r[0].reshape(1, -1) for r in runs]), np.concatenate([r[1].reshape(1, -1) for r in runs]))
 
 
 def keras_logits(model, x: np.ndarray) -> np.ndarray:
@@ -176,8 +178,11 @@ def keras_logits(model, x: np.ndarray) -> np.ndarray:
 def fidelity(model: bytes, x: np.ndarray, ref: np.ndarray, labels=None) -> dict:
     from edgeconv.compare import sqnr_db
 
-    z = logits_of(model, x)
-    d = {"sqnr_db": sqnr_db(ref, z), "top1_agree": float(np.mean(z.argmax(1) == ref.argmax(1)))}
+    z, p = logits_of(model, x)
+    ref_p = np.exp(ref - ref.max(1, keepdims=True))
+    ref_p /= ref_p.sum(1, keepdims=True)
+    d = {"sqnr_db": sqnr_db(ref, z), "top1_agree": float(np.mean(z.argmax(1) == ref.argmax(1))),
+         "probs_sqnr_db": sqnr_db(ref_p, p), "probs_top1_agree": float(np.mean(p.argmax(1) == ref.argmax(1)))}
     if labels is not None:
         d["accuracy"] = float(np.mean(z.argmax(1) == labels))
     return d
@@ -259,7 +264,8 @@ def measure(name: str, keras_model, pre, cal_x: np.ndarray, val_x: np.ndarray, a
         rows.append([name, label, None if med is None else round(med, 3),
                      None if p10 is None else f"{p10:.2f}-{p90:.2f}", None if ratio is None else round(ratio, 2),
                      None if paired is None else round(paired, 2),
-                     round(fid["sqnr_db"], 2), round(100 * fid["top1_agree"], 1),
+                     round(fid["sqnr_db"], 2), round(100 * fid["top1_agree"], 1), round(fid["probs_sqnr_db"], 2),
+                     round(100 * fid["probs_top1_agree"], 1),
                      None if labels is None else round(100 * fid["accuracy"], 1),
                      f"{cov['integer_convs']}/{cov['convs']}", float_ops, cov["quantize"] + cov["dequantize"],
                      round(len(b) / 1e6, 2),
@@ -269,7 +275,8 @@ def measure(name: str, keras_model, pre, cal_x: np.ndarray, val_x: np.ndarray, a
     return rows, raw
 
 
-COLUMNS = ["model", "recipe", "median ms", "p10-p90 ms", "x fp32", "x fp32 paired", "logits SQNR dB", "top-1 agree %", "accuracy %",
+COLUMNS = ["model", "recipe", "median ms", "p10-p90 ms", "x fp32", "x fp32 paired", "logits SQNR dB", "top-1 agree %",
+           "probs SQNR dB", "probs top-1 agree %", "accuracy %",
            "integer Convs", "float ops", "Q+DQ left", "MB", "quantize s"]
 
 
@@ -314,6 +321,9 @@ def main(argv=None) -> dict:
         f"{args.size}x{args.size} rows: random weights, BatchNorm statistics estimated on {BN_SAMPLES} calibration "
         f"photos; SQNR and top-1 agreement of the logits (pre-softmax) vs Keras on {args.val} validation-split photos "
         f"(other photos than the {args.calib} calibration samples)",
+        "probs: the model's softmax output vs softmax(Keras logits); on random weights it is near uniform, so a "
+        "quantized softmax output (step 1/256) loses most of it, and on confident trained outputs a few borderline "
+        "inputs dominate its error: read the logits columns first",
         "x fp32 = median / fp32 median; x fp32 paired = median over rounds of (time / the same round's fp32 time)",
         "integer Convs: QLinearConv/ConvInteger nodes in onnxruntime's optimized graph / Conv nodes of the file; "
         "float ops: float arithmetic nodes left in that graph (edgeconv.onnx_mobile.integer_kernel_coverage)",

@@ -80,8 +80,9 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
     """-> int8 QDQ ONNX bytes of ``fp32_bytes``, calibrated (MinMax) on ``calibration_x`` (N, H, W, C) float32.
 
     uint8 activations, per-channel symmetric int8 weights; h-swish / hard-sigmoid and a scalar input rescaling are
-    rewritten so onnxruntime fuses them into integer kernels (each rewrite is kept only if the outputs on a few
-    calibration inputs stay as close to the float model as without it, see :func:`_guarded`).
+    rewritten so onnxruntime fuses them into integer kernels, depthwise channel counts are padded to multiples of
+    16, and a Softmax that writes a graph output stays float (each rewrite is kept only if the outputs on a few
+    calibration inputs stay as close to the float model as without it, see :class:`_Guard`).
 
     When ``quant_pre_process`` cannot handle the graph (e.g. "Incomplete symbolic shape inference" on ViT), the model
     is quantized without it and a line is added to ``warnings``."""
@@ -125,10 +126,11 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
             if guard.same_as_float(padded, warnings, "depthwise channel padding"):
                 src = Path(tmp, "padded.onnx")
                 src.write_bytes(padded.SerializeToString())
+        keep_float = _float_output_nodes(src) if FLOAT_OUTPUT_SOFTMAX else []
         try:
             quantize_static(str(src), str(out), _reader(x, inp.name, batch), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax,
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_float or None,
                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
         except Exception as e:  # onnxruntime raises its own types
             raise EdgeconvError(f"onnxruntime cannot quantize the ONNX model to int8: "
@@ -138,6 +140,28 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
                           (fold_input_affine, "input rescaling fold")):
         quantized = guard.apply(quantized, rewrite, what, warnings)
     return quantized.SerializeToString(deterministic=True)
+
+
+#: Softmax nodes that write a graph output stay float: quantized, their uint8 output has a step of 1/256, so every
+#: probability below 0.002 becomes 0 (most of a 1000-class output) for ~no time saved (1000 values).
+FLOAT_OUTPUT_SOFTMAX = True
+
+
+def _float_output_nodes(path: Path) -> list[str]:
+    """Names of the Softmax / LogSoftmax nodes writing graph outputs of the model at ``path`` (named if unnamed)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    outs = {o.name for o in model.graph.output}
+    nodes = [n for n in model.graph.node if n.op_type in ("Softmax", "LogSoftmax") and n.output[0] in outs]
+    if any(not n.name for n in nodes):
+        taken = {n.name for n in model.graph.node}
+        for i, n in enumerate(nodes):
+            if not n.name:
+                n.name = next(f"output_softmax_{i}_{k}" for k in range(len(taken) + 1)
+                              if f"output_softmax_{i}_{k}" not in taken)
+        onnx.save(model, str(path))
+    return [n.name for n in nodes]
 
 
 GUARD_SAMPLES = 8  # calibration inputs the QDQ rewrites are checked on

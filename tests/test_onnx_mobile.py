@@ -58,6 +58,7 @@ def test_int8_runs_every_conv_and_activation_in_integer_kernels(tiny):
     assert cov["integer"]["QLinearAdd"] >= 4 and cov["integer"]["QLinearMul"] >= 4, cov["integer"]
     assert not [i for i in cov["float_islands"] if i["op"] in ("HardSigmoid", "Mul", "Conv")]
     assert cov["quantize"] == 1  # the float input only
+    assert cov["float"] == {"Softmax": 1}  # the output softmax stays float (probabilities below 1/256 survive)
     # the float model, for contrast: no integer kernel at all
     cov32 = integer_kernel_coverage(fp32)
     assert cov32["integer"] == {} and cov32["integer_convs"] == 0 and not cov32["all_convs_integer"]
