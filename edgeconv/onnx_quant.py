@@ -108,7 +108,11 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
                             f"{tuple(dims[1:])}")
     batch = dims[0] if dims and dims[0] else 32
     decompose_hard_swish(model)  # what onnxruntime inlines anyway; the same graph with or without pre-processing
-    guard = _Guard(bytes(fp32_bytes), x[:GUARD_SAMPLES], inp.name)
+    try:
+        guard = _Guard(bytes(fp32_bytes), x[:GUARD_SAMPLES], inp.name)
+    except Exception as e:  # onnxruntime raises its own types
+        raise EdgeconvError(f"onnxruntime cannot run the float ONNX model: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
     with tempfile.TemporaryDirectory(prefix="edgeconv-onnx-int8-") as tmp, _quiet_quantizer():
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(model.SerializeToString())
@@ -198,6 +202,7 @@ class _Guard:
         """A float rewrite is kept only if the outputs move by at most PARITY_ATOL (relative, as onnx_export)."""
         from .onnx_export import PARITY_ATOL
 
+        why = "its outputs have other shapes"
         try:
             got = self._run(model.SerializeToString())
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
