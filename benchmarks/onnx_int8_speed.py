@@ -34,6 +34,8 @@ BN_SAMPLES = 64
 #: recipe label -> how it is made (see ``recipes``)
 RECIPES = {
     "edgeconv now": "quantize_onnx_int8: QDQ U8S8 per-channel + pre-process + QDQ rewrites",
+    "edgeconv now, float_first_block": "the same with the stem and first inverted-residual block kept float "
+                                        "(opt-in)",
     "edgeconv before = ORT QDQ S8S8": "quantize_static QDQ, int8 act (asym) + int8 weights (sym) per-channel, "
                                       "pre-process (edgeconv up to ccd920b)",
     "ORT QDQ U8S8": "quantize_static QDQ, uint8 act + int8 weights per-channel, pre-process",
@@ -115,6 +117,7 @@ def recipes(fp32: bytes, x: np.ndarray) -> dict[str, tuple[bytes, float]]:
 
     makers = {
         "edgeconv now": lambda: quantize_onnx_int8(fp32, x),
+        "edgeconv now, float_first_block": lambda: quantize_onnx_int8(fp32, x, float_first_block=True),
         "edgeconv before = ORT QDQ S8S8": lambda: ort_quantize(fp32, x, act="QInt8"),
         "ORT QDQ U8S8": lambda: ort_quantize(fp32, x),
         "ORT QOperator U8S8": lambda: ort_quantize(fp32, x, fmt="QOperator"),

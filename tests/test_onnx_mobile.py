@@ -231,3 +231,25 @@ def test_int8_of_an_unaligned_se_block_is_all_integer():
     assert cov["all_convs_integer"] and cov["float"] == {}, cov
     x = rng.normal(0, 1, (8, 8, 10, 10)).astype(np.float32)
     assert sqnr_db(_run(_session(fp32), x), _run(_session(int8), x)) > 20
+
+
+def test_float_first_block_keeps_stem_and_first_block_float(tiny):
+    import onnx
+
+    from edgeconv.compare import sqnr_db
+    from edgeconv.onnx_qdq import float_first_block_nodes
+
+    fp32, int8, calib, x = tiny
+    names = float_first_block_nodes(onnx.load_from_string(fp32))
+    convs = [n for n in onnx.load_from_string(fp32).graph.node if n.op_type == "Conv"]
+    # stem, first depthwise and its two squeeze-excite convs; the first expanding 1x1 conv (b1_project) is the cut
+    assert len([n for n in convs if n.name in names]) == 4
+    warnings: list[str] = []
+    mixed = quantize_onnx_int8(fp32, calib, warnings=warnings, float_first_block=True)
+    assert warnings == []
+    cov = integer_kernel_coverage(mixed)
+    assert cov["integer_convs"] == 4 and cov["float_convs"] == 4 and not cov["all_convs_integer"], cov
+    ref = _run(_session(fp32), x)
+    assert sqnr_db(ref, _run(_session(mixed), x)) > 20
+    # a graph that does not start with stem + depthwise block: nothing kept float
+    assert float_first_block_nodes(_se_block(32)) == []
