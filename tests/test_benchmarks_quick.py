@@ -109,3 +109,19 @@ def test_zoo_quick_matrix(dirs):
     assert res["keys"] == ["fp32", "int8"]
     assert row[0] == "mobilenet_v1" and row[4:6] == ["PASS", "NOT JUDGED"] and row[6] == "ok" and row[3] > 0
     _written(dirs["out"], "table5_zoo_quick")
+
+
+def test_onnx_int8_speed_quick_compares_recipes(dirs):
+    speed = _script("onnx_int8_speed")
+
+    res = speed.main(["--quick", "--out", str(dirs["out"])])
+    rows = {r[1]: r for r in res["rows"]}
+    assert set(rows) == {"fp32 (edgeconv convert_onnx)", *speed.RECIPES}
+    assert rows["fp32 (edgeconv convert_onnx)"][4] == 1.0
+    now = rows["edgeconv now"]
+    assert now[2] > 0 and now[4] > 0 and now[5] > 0
+    assert now[11] == "54/54"  # every Conv integer
+    cov = res["raw"]["mobilenetv3_small"]["recipes"]["edgeconv now"]["coverage"]
+    assert cov["float"] == {"Softmax": 1} and now[12] == 1  # only the output softmax stays float, on purpose
+    assert rows["edgeconv before = ORT QDQ S8S8"][12] > 1  # the old recipe left float ops on x86
+    _written(dirs["out"], "table6_onnx_int8_quick")

@@ -91,7 +91,7 @@ def convert_onnx_int8_artifact(p: "Precision", ctx: ConvertContext) -> Conversio
     notes: list[str] = []
     data = quantize_onnx_int8(fp32, ctx.calibration_x, nchw=ctx.options.nchw, warnings=notes)
     return Conversion(data, "nchw" if ctx.options.nchw else "nhwc", ctx.options.opset,
-                      {"quantization": "QDQ per-channel int8"}, warnings + tuple(notes))
+                      {"quantization": "QDQ per-channel, uint8 activations + int8 weights"}, warnings + tuple(notes))
 
 
 Converter = Callable[["Precision", ConvertContext], Conversion]
