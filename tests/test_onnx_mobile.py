@@ -33,7 +33,7 @@ def tiny(digits):
     h-swish, squeeze-excite with hard-sigmoid (random weights)."""
     import keras
 
-    from conftest import build_tiny_mnv3
+    from helpers import build_tiny_mnv3
     from edgeconv.onnx.convert import convert_onnx
 
     keras.utils.set_random_seed(0)
