@@ -10,7 +10,8 @@ from pathlib import Path
 
 import common
 
-ORDER = ["table1_fixtures", "table2_quant_quality", "table3_export_time", "table4_latency", "table5_zoo"]
+ORDER = ["table1_fixtures", "table2_quant_quality", "table3_export_time", "table4_latency", "table5_zoo",
+         "table6_onnx_int8"]
 
 
 def main(argv=None) -> Path:

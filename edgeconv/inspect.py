@@ -55,6 +55,7 @@ class InspectReport:
     metadata: dict | None = None  # what edgeconv embedded (edgeconv.pipeline.metadata), None when nothing
     tflite_metadata: dict | None = None  # Android's standard TFLITE_METADATA, decoded (TFLite only)
     mediapipe: list[str] | None = None  # why MediaPipe Tasks would refuse the file ([] = loads), TFLite only
+    onnx_kernels: dict | None = None  # ONNX: which nodes onnxruntime's optimized graph runs in integer kernels
     opset: int | None = None  # ONNX
     warnings: list[str] = field(default_factory=list)
 
@@ -91,6 +92,12 @@ class InspectReport:
                        f"{len(outs[0].get('labels') or [])}")
         elif self.format == "tflite":
             out.append("TFLITE_METADATA: none (phone APIs such as MediaPipe Tasks need it)")
+        if self.onnx_kernels is not None:
+            k = self.onnx_kernels
+            out.append(f"onnxruntime (CPU, optimized graph): {k['integer_convs']} of {k['convs']} Convs in integer "
+                       f"kernels; integer ops {sum(k['integer'].values())}, float compute ops "
+                       f"{sum(k['float'].values())} ({', '.join(f'{o} x{n}' for o, n in k['float'].items()) or '-'}), "
+                       f"{len(k['float_islands'])} float islands between (De)QuantizeLinear")
         if self.mediapipe is not None:
             out.append("MediaPipe Tasks: " + ("loads it" if not self.mediapipe else
                                               "would refuse or misread it: " + "; ".join(self.mediapipe)))
@@ -264,10 +271,16 @@ def _inspect_onnx(p: Path, data: bytes) -> InspectReport:
     meta = {m.key: m.value for m in proto.metadata_props}
     from edgeconv.pipeline.metadata import METADATA_NAME, parse_metadata
 
+    kernels = None
+    if any(op in details["ops"] for op in ("QuantizeLinear", "DequantizeLinear", "QLinearConv")):
+        from edgeconv.onnx.mobile import integer_kernel_coverage
+
+        kernels = integer_kernel_coverage(data)
     return InspectReport(path=str(p), format="onnx", bytes=len(data), sha256=sha256_file(p),
                          inputs=details["inputs"], outputs=details["outputs"], ops=details["ops"],
                          size_by_type=dict(sorted(sizes.items())), opset=opset,
-                         metadata=parse_metadata(meta[METADATA_NAME]) if METADATA_NAME in meta else None)
+                         metadata=parse_metadata(meta[METADATA_NAME]) if METADATA_NAME in meta else None,
+                         onnx_kernels=kernels)
 
 
 def _looks_nchw(proto) -> bool:

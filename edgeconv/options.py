@@ -13,7 +13,7 @@ from edgeconv.errors import UsageError
 IoType = Literal["uint8", "int", "float"]
 Fallback = Literal["none", "auto"]
 Layout = Literal["nhwc", "nchw"]
-Format = Literal["tflite", "onnx"]
+Format = Literal["tflite", "onnx", "ort"]
 PrecisionName = Literal["fp32", "fp16", "dynamic", "int8", "int16x8"]
 
 IO_TYPES: tuple[str, ...] = ("uint8", "int", "float")
@@ -141,6 +141,7 @@ class ExportOptions:
     model_version: str = "1"
     rewrite: bool = True
     rgb_input: bool = False  # 1-channel models: export with an RGB input and a fixed RGB-to-gray front end
+    ort: bool = False  # also the ORT format (.ort, onnxruntime Mobile) of every ONNX artifact
     custom_objects: tuple[str, ...] = ()
     unsafe_deserialization: bool = False
 

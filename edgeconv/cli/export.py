@@ -66,6 +66,8 @@ def preprocessing_from(mean, std, scale, bgr):
               "and written as labels.txt.")
 @click.option("--model-version", default="1", show_default=True, help="Version string embedded in the metadata.")
 @click.option("--no-rewrite", is_flag=True, help="Keep int8 HARD_SWISH as converted (no XNNPACK decomposition).")
+@click.option("--ort", is_flag=True, help="Also write the ORT format (.ort, what onnxruntime Mobile loads on "
+              "Android / iOS) of every ONNX artifact, and the required-operators config of a reduced build.")
 @click.option("--rgb-input", is_flag=True, help="Grayscale models: export with an RGB input and a fixed RGB-to-gray "
               "front end (BT.601), so phone APIs that only take RGB images (MediaPipe Tasks) can load them.")
 @model_file_flags
@@ -74,7 +76,7 @@ def preprocessing_from(mean, std, scale, bgr):
 @debug_option
 def export(model, want, all_, io_type, calibration, calib_samples, out_dir, input_size, classes, alpha, width_items,
            weights, mean, std, scale, bgr, opset, nchw, dynamic_batch, seed, no_validate, fallback, keep_float,
-           target, class_labels, model_version, no_rewrite, rgb_input, custom_objects, unsafe_deserialization, data,
+           target, class_labels, model_version, no_rewrite, ort, rgb_input, custom_objects, unsafe_deserialization, data,
            samples, atol, min_sqnr, min_top1, labels, quiet):
     """Export MODEL (zoo name, .keras, .h5 or SavedModel folder) to TFLite / ONNX and validate it.
 
@@ -95,7 +97,7 @@ def export(model, want, all_, io_type, calibration, calib_samples, out_dir, inpu
         preprocessing=preprocessing_from(mean, std, scale, bgr), opset=opset, nchw=nchw, seed=seed,
         validate=not no_validate, validation=validation_options(data, samples, atol, min_sqnr, min_top1, labels),
         fallback=fallback, keep_float=tuple(keep_float), quiet=quiet, target=target, class_labels=class_labels,
-        model_version=model_version, rewrite=not no_rewrite, rgb_input=rgb_input, custom_objects=tuple(custom_objects),
+        model_version=model_version, rewrite=not no_rewrite, ort=ort, rgb_input=rgb_input, custom_objects=tuple(custom_objects),
         unsafe_deserialization=unsafe_deserialization,
         command=" ".join(shlex.quote(a) for a in ["edgeconv", *sys.argv[1:]]))
     with native_output():

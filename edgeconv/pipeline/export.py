@@ -126,6 +126,8 @@ def _check_writable(out_dir: Path) -> None:
 
 def _check(selected: list[Precision], opts: ExportOptions) -> None:
     """Checks that need the resolved precision list (the rest are in :meth:`ExportOptions.check`)."""
+    if opts.ort and not any(p.format == "onnx" for p in selected):
+        raise UsageError("--ort converts the ONNX artifacts to the ORT format; add --onnx or --onnx-int8")
     if opts.nchw and not any(p.format == "onnx" for p in selected):
         raise UsageError("--nchw only applies to ONNX artifacts; add --onnx")
     if (opts.fallback == "auto" or opts.keep_float) and not any(p.key == "int8" for p in selected):
@@ -261,7 +263,52 @@ def convert_all(prep: Prepared, selected: list[Precision], opts: ExportOptions, 
         if p.key == "onnx":
             ctx = replace(ctx, onnx_fp32=converted)
         out.append(artifact)
+        if opts.ort and p.format == "onnx":
+            out.append(_ort_artifact(artifact, stage, opts.quiet))
     return out
+
+
+ORT_CONFIG_SUFFIX = ".required_operators.config"
+
+
+def _ort_artifact(onnx_artifact: Artifact, stage: Path, quiet: bool) -> Artifact:
+    """The ORT format (what onnxruntime Mobile loads on Android / iOS) of a staged ONNX artifact, made by
+    onnxruntime's own converter (:func:`edgeconv.onnx.mobile.write_ort`, fully optimized for ARM CPUs). Validation
+    runs the .ort like any artifact; the required-operators config of a reduced onnxruntime build is published
+    next to it (:func:`ort_config`)."""
+    from edgeconv.onnx.mobile import write_ort
+    from edgeconv.runtime.runners import OnnxRunner
+
+    rec = onnx_artifact.record
+    stem = Path(rec.file).stem
+    t0 = time.perf_counter()
+    with console.step(f"convert {onnx_artifact.precision.key} to the ORT format", quiet), \
+            tempfile.TemporaryDirectory(prefix="edgeconv-ort-") as tmp:
+        data, config = write_ort(stage / rec.file, tmp, name=stem)
+        atomic_write_bytes(stage / f"{stem}.ort", data)
+        runner = OnnxRunner(stage / f"{stem}.ort", layout=rec.layout)
+    ops = {op: 1 for line in config.splitlines() if line and not line.startswith("#")
+           for op in line.split(";")[-1].split(",")}
+    record = ArtifactRecord(
+        file=f"{stem}.ort", format="ort", precision=rec.precision, key=f"{rec.key}_ort",
+        sha256=sha256_file(stage / f"{stem}.ort"), bytes=len(data), inputs=[s.to_dict() for s in runner.inputs],
+        outputs=[s.to_dict() for s in runner.outputs], layout=rec.layout, opset=rec.opset, ops=dict(sorted(ops.items())),
+        quantization=rec.quantization, metadata={"required_operators": config})
+    return Artifact(onnx_artifact.precision, record, time.perf_counter() - t0, [])
+
+
+def ort_config(records: list[ArtifactRecord]) -> str:
+    """One required-operators config for every .ort of the export: the union of each file's ``domain;opset;ops``
+    lines (a reduced onnxruntime build takes one config: ``build.sh --minimal_build --include_ops_by_config``)."""
+    ops: dict[tuple[str, str], set[str]] = {}
+    for r in records:
+        for line in (r.metadata or {}).get("required_operators", "").splitlines():
+            if line and not line.startswith("#") and line.count(";") == 2:
+                domain, opset, names = line.split(";")
+                ops.setdefault((domain, opset), set()).update(n for n in names.split(",") if n)
+    files = ", ".join(r.file for r in records)
+    return (f"# onnxruntime required operators of {files} (edgeconv)\n"
+            + "".join(f"{d};{o};{','.join(sorted(n))}\n" for (d, o), n in sorted(ops.items())))
 
 
 def build_manifest(prep: Prepared, artifacts: list[Artifact], opts: ExportOptions, stage: Path,
@@ -351,8 +398,11 @@ def export(source, options: ExportOptions | None = None, **overrides) -> ExportR
         artifacts = convert_all(prep, selected, opts, stage)
         manifest = build_manifest(prep, artifacts, opts, stage, opts.command or _python_call(source, opts))
         final = out_root / prep.name
-        publish(stage, final, manifest,
-                {LABELS_FILE: labels_text(prep.labels).encode("utf-8")} if prep.labels is not None else None)
+        extra_files = {LABELS_FILE: labels_text(prep.labels).encode("utf-8")} if prep.labels is not None else {}
+        ort_records = [a.record for a in artifacts if a.record.format == "ort"]
+        if ort_records:
+            extra_files[f"{prep.name}{ORT_CONFIG_SUFFIX}"] = ort_config(ort_records).encode("utf-8")
+        publish(stage, final, manifest, extra_files or None)
         warnings = prep.warnings + [w for a in artifacts for w in a.warnings]
         if any(p.key == "int16x8" for p in selected):
             warnings.insert(0, INT16X8_SPEED_NOTE)

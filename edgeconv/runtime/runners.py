@@ -290,7 +290,7 @@ def runner_for(path, num_threads: int = 1, layout: str = "nhwc", xnnpack: bool =
     p = Path(path)
     if p.suffix == ".tflite":
         return LiteRTRunner(p, num_threads=num_threads, xnnpack=xnnpack)
-    if p.suffix == ".onnx":
+    if p.suffix in (".onnx", ".ort"):  # onnxruntime loads the ORT format (onnxruntime Mobile's) by its suffix
         return OnnxRunner(p, num_threads=num_threads, layout=layout)
     if p.suffix in (".keras", ".h5"):
         from edgeconv.pipeline.load import load_keras_file
