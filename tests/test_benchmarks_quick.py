@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# Each benchmark script's --quick mode: minutes of exports in all, so they run with `pytest -m slow` (and the
+# scripts themselves in benchmarks/), not in the default suite (under ~4 minutes on 2 cores).
+pytestmark = pytest.mark.slow
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))  # the scripts import their sibling ``common``

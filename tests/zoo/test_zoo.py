@@ -16,8 +16,8 @@ ZOO_MD_NAMES = [
     "xception", "squeezenet", "shufflenet", "mobilenet_v1", "mobilenet_v2", "mobilenetv3_small",
     "mobilenetv3_large", *[f"efficientnet_b{i}" for i in range(8)], "vit_b16", "vit_b32", "vit_l16",
 ]
-# Full-size builds of models this large take seconds each (ViT-L: 304 M params) and belong to the slow sweep
-# (`pytest -m slow`); the default run builds every other model at its default size and every model small.
+# Builds of models this large take seconds each (ViT-L: 304 M params) and belong to the slow sweep
+# (`pytest -m slow`); the default run builds every other model at its default size, small, and from .keras.
 LARGE = 30_000_000
 DEFAULT_SIZE = [pytest.param(n, marks=pytest.mark.slow) if models.model_info(n).params > LARGE else n for n in ALL]
 
@@ -62,7 +62,7 @@ def _small_shape(info):
     return (s, s, info.input_shape[2])
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", DEFAULT_SIZE)
 def test_forward_pass_small(name):
     import keras
 
@@ -88,7 +88,7 @@ def _has_custom_layers(model) -> bool:
     return any(not type(l).__module__.startswith("keras") for l in walk(model))
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", DEFAULT_SIZE)
 def test_keras_file_roundtrip(name, tmp_path):
     """Zoo models with custom layers reload from .keras (the layers are registered) with identical outputs."""
     import keras
