@@ -16,8 +16,6 @@ inter-op thread, ORT_ENABLE_ALL) runs once per round in a shuffled order, ``--ru
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
 import tempfile
 import time
@@ -25,6 +23,8 @@ from pathlib import Path
 
 import common
 import numpy as np
+
+from edgeconv.onnx.compat import quiet_logger
 
 MODELS = ["mobilenetv3_small", "mobilenetv3_large", "mobilenet_v2"]
 TRAINED = {"mobilenetv3_small": {"alpha": 0.75}, "mobilenetv3_large": {"alpha": 0.75},
@@ -61,17 +61,6 @@ def parse(argv=None):
 
 # ---------------------------------------------------------------- recipes
 
-@contextlib.contextmanager
-def _quiet():
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
 def ort_quantize(fp32: bytes, x: np.ndarray, *, fmt: str = "QDQ", act: str = "QUInt8", pre: bool = True) -> bytes:
     """onnxruntime's own quantize_static (MinMax, per-channel int8 weights) after quant_pre_process."""
     import onnx
@@ -93,7 +82,7 @@ def ort_quantize(fp32: bytes, x: np.ndarray, *, fmt: str = "QDQ", act: str = "QU
         def rewind(self):
             self.i = 0
 
-    with tempfile.TemporaryDirectory(prefix="bench-ortq-") as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="bench-ortq-") as tmp, quiet_logger():
         src, p, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "q.onnx")
         src.write_bytes(fp32)
         if pre:

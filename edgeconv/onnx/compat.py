@@ -190,3 +190,18 @@ def quant_pre_process_no_cwd(src: str, dst: str) -> None:
     inferred = dst + ".sym.onnx"
     onnx.save(sym.out_mp_, inferred)
     quant_pre_process(inferred, dst, skip_symbolic_shape=True)
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str | None = None, level: int = logging.ERROR):
+    """Raise one logger's level for the block (None: the root logger). onnxruntime.quantization reports through the
+    *root* logger ("Please consider to run pre-processing"); onnxruntime.tools' ORT converter through
+    "ort_format_model.utils" at DEBUG, propagating to a root handler it installs. Neither belongs on the user's
+    terminal."""
+    lg = logging.getLogger(name)
+    old = lg.level
+    lg.setLevel(level)
+    try:
+        yield
+    finally:
+        lg.setLevel(old)

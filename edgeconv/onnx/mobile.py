@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 from edgeconv.errors import EdgeconvError, first_line
+from edgeconv.onnx.compat import quiet_logger
 
 #: onnxruntime's integer kernels (ONNX and com.microsoft domains)
 INTEGER_OPS = frozenset({
@@ -37,21 +39,6 @@ CONV_OPS = frozenset({"Conv", "ConvTranspose", "FusedConv", "NhwcFusedConv"})
 INTEGER_CONV_OPS = frozenset({"QLinearConv", "ConvInteger"})
 
 ORT_TARGETS = ("arm", "amd64")
-
-
-@contextlib.contextmanager
-def _quiet_logging():
-    """The converter's config writer logs an INFO line through its own logger ("ort_format_model.utils", level
-    DEBUG, propagating to a root handler onnxruntime.tools installs); keep it off the terminal."""
-    import logging
-
-    lg = logging.getLogger("ort_format_model.utils")
-    level = lg.level
-    lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        lg.setLevel(level)
 
 
 def _session_options(threads: int = 1, config: dict | None = None):
@@ -99,7 +86,8 @@ def write_ort(onnx_path_or_bytes, out_dir, *, name: str | None = None, target_pl
         src.write_bytes(data)
         log = io.StringIO()
         try:
-            with contextlib.redirect_stdout(log), _quiet_logging():  # the converter prints progress lines
+            # the converter prints progress lines and logs an INFO line through its own logger
+            with contextlib.redirect_stdout(log), quiet_logger("ort_format_model.utils", logging.WARNING):
                 convert_onnx_models_to_ort(src, output_dir=Path(tmp, "out"),
                                            optimization_styles=[OptimizationStyle.Fixed],
                                            target_platform=target_platform, enable_type_reduction=type_reduction)

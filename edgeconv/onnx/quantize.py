@@ -17,8 +17,6 @@ ARM builds of onnxruntime fuse both activation types; uint8 is the one both fuse
 """
 from __future__ import annotations
 
-import contextlib
-import logging
 import tempfile
 from pathlib import Path
 
@@ -45,19 +43,6 @@ def _reader(x: np.ndarray, input_name: str, batch: int):
             self._i = 0
 
     return _Batches()
-
-
-@contextlib.contextmanager
-def _quiet_quantizer():
-    """onnxruntime.quantization reports through the *root* logger (e.g. "Please consider to run pre-processing");
-    keep it off the user's terminal while quantizing."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, preprocess: bool = True,
@@ -87,7 +72,7 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from edgeconv.onnx.compat import quant_pre_process_no_cwd
+    from edgeconv.onnx.compat import quant_pre_process_no_cwd, quiet_logger
 
     from edgeconv.onnx.qdq import (decompose_hard_swish, float_first_block_nodes, fold_input_affine,
                                    hard_sigmoid_to_add, pad_depthwise_channels)
@@ -107,7 +92,7 @@ def quantize_onnx_int8(fp32_bytes: bytes, calibration_x, *, nchw: bool = False, 
     except Exception as e:  # onnxruntime raises its own types
         raise EdgeconvError(f"onnxruntime cannot run the float ONNX model: "
                             f"{first_line(e)}") from None
-    with tempfile.TemporaryDirectory(prefix="edgeconv-onnx-int8-") as tmp, _quiet_quantizer():
+    with tempfile.TemporaryDirectory(prefix="edgeconv-onnx-int8-") as tmp, quiet_logger():
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(model.SerializeToString())
         if preprocess:
