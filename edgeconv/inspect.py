@@ -156,7 +156,7 @@ def constant_bytes_by_type(data: bytes) -> dict:
     """Bytes of constant tensor data (weights, biases, constants) per tensor type, from the FlatBuffer itself."""
     import numpy as np
 
-    from edgeconv.pipeline.metadata import read_model_object
+    from edgeconv.tflite.introspect import read_model_object
 
     model = read_model_object(data)
     out: Counter = Counter()

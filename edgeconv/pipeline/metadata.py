@@ -23,7 +23,8 @@ import json
 from pathlib import Path
 
 from edgeconv import __version__
-from edgeconv.errors import EdgeconvError, UsageError, first_line
+from edgeconv.errors import EdgeconvError, UsageError
+from edgeconv.tflite.introspect import read_model_object  # noqa: F401 (re-exported)
 
 __all__ = ["METADATA_NAME", "SCHEMA", "LABELS_FILE", "build_metadata", "embed_metadata", "read_metadata",
            "parse_metadata", "load_class_labels", "labels_text", "read_model_object", "embed_onnx_metadata"]
@@ -58,17 +59,6 @@ def build_metadata(*, name: str, version: str, precision: str, preprocessing: di
     if extra:
         meta.update(extra)
     return meta
-
-
-def read_model_object(data: bytes):
-    """The ``schema_py_generated.ModelT`` object of a .tflite (TensorFlow's own FlatBuffer object API)."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    try:
-        return flatbuffer_utils.read_model_from_bytearray(bytearray(data))
-    except Exception as e:  # noqa: BLE001 (flatbuffers raises plain exceptions on garbage)
-        raise EdgeconvError(f"not a valid .tflite FlatBuffer: {first_line(e)}") \
-            from None
 
 
 def embed_metadata(data: bytes, meta: dict) -> bytes:

@@ -5,7 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["tflite_details"]
+from edgeconv.errors import EdgeconvError, first_line
+
+__all__ = ["tflite_details", "read_model_object"]
+
+
+def read_model_object(data: bytes):
+    """The ``schema_py_generated.ModelT`` object of a .tflite (TensorFlow's own FlatBuffer object API): what the
+    verified rewrites edit and what edgeconv's JSON metadata is embedded into."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    try:
+        return flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    except Exception as e:  # noqa: BLE001 (flatbuffers raises plain exceptions on garbage)
+        raise EdgeconvError(f"not a valid .tflite FlatBuffer: {first_line(e)}") from None
 
 
 def tflite_details(model: bytes | str | Path) -> dict:

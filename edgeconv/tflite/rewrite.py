@@ -105,7 +105,7 @@ def decompose_hard_swish(data: bytes, dtypes=("int8",)) -> RewriteResult:
     """Replace every ``HARD_SWISH`` whose activations are one of ``dtypes`` ("int8", "float32") by ADD/MUL/MUL."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    from edgeconv.pipeline.metadata import read_model_object
+    from edgeconv.tflite.introspect import read_model_object
 
     model = read_model_object(data)
     tt = schema.TensorType
@@ -223,7 +223,7 @@ def uint8_input_as_pixels(data: bytes, preprocessing) -> PixelInput:
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from edgeconv.pipeline.metadata import read_model_object
+    from edgeconv.tflite.introspect import read_model_object
 
     pre = preprocessing
     if pre.bgr:
