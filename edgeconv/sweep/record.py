@@ -18,7 +18,8 @@ from edgeconv.errors import EdgeconvError
 from edgeconv.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from edgeconv.sweep.plan import Cell
 
-__all__ = ["SCHEMA", "COLUMNS", "TIMING", "cell_rows", "complete", "load_previous", "write_files", "summary"]
+__all__ = ["SCHEMA", "COLUMNS", "TIMING", "cell_rows", "complete", "load_previous", "write_files", "summary",
+           "table"]
 
 SCHEMA = "edgeconv.sweep/1"
 REPORT = "report.json"
@@ -149,13 +150,18 @@ def summary(rows: list[dict]) -> str:
     return f"{n_ok} of {len(rows)} artifacts ok in {len(cells)} cells" + (f" ({extra})" if extra else "")
 
 
+def table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """(headers, cells as text): the table of sweep.md and of the command's output."""
+    body = [[_fmt(r[c], c) if c != "status" else (r["status"] + (f" ({r['step']})" if r.get("step") else ""))
+             for c in MD_COLUMNS] for r in rows]
+    return [MD_HEADERS.get(c, c) for c in MD_COLUMNS], body
+
+
 def markdown(rows: list[dict], notes: list[str]) -> str:
     from edgeconv.console import markdown_table
 
-    body = [[_fmt(r[c], c) if c != "status" else (r["status"] + (f" ({r['step']})" if r.get("step") else ""))
-             for c in MD_COLUMNS] for r in rows]
-    table = markdown_table([MD_HEADERS.get(c, c) for c in MD_COLUMNS], body)
-    return "\n".join([f"# edgeconv sweep: {summary(rows)}", "", table, "", *[f"- {n}" for n in notes], ""])
+    table_md = markdown_table(*table(rows))
+    return "\n".join([f"# edgeconv sweep: {summary(rows)}", "", table_md, "", *[f"- {n}" for n in notes], ""])
 
 
 def csv_text(rows: list[dict]) -> str:
