@@ -71,7 +71,7 @@ def test_faults_are_rows_and_the_others_finish(tmp_path):
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert saved["rows"] == res.rows and len(saved["cells"]) == 6
     assert (tmp_path / "sweep.csv").read_text().count("\n") == 13
-    assert "| good1 | 32x32 | int8 | ok | PASS |" in (tmp_path / "sweep.md").read_text()
+    assert "| good1 | 32x32 | - | int8 | ok | PASS |" in (tmp_path / "sweep.md").read_text()
 
 
 def test_memory_budget_keeps_big_cells_apart(tmp_path, monkeypatch):

@@ -67,8 +67,7 @@ def sweep(models, models_file, precisions, input_sizes, out_dir, jobs, timeout, 
         took = "" if res.get("seconds") is None else f" {res['seconds']:.0f} s"
         click.echo(f"{cell.key}: {what}{took}" + (f": {res['error']}" if res.get("error") else ""), err=True)
 
-    with native_output():
-        result = run_sweep(cells, opts, on_done=done)
+    result = run_sweep(cells, opts, on_done=done)  # the native libraries run (and print) in the workers: logs/
     headers, body = table(result.rows)
     print_table(f"edgeconv sweep: {result.summary_line()}", headers, body)
     click.echo(f"{', '.join(str(f) for f in result.files)}; {result.backend}; {result.wall_seconds:.0f} s", err=True)

@@ -24,7 +24,7 @@ __all__ = ["SCHEMA", "COLUMNS", "TIMING", "cell_rows", "complete", "load_previou
 SCHEMA = "edgeconv.sweep/1"
 REPORT = "report.json"
 #: Row fields, in table order. ``status``: ok / failed (``step``: export, validate, bench) / timeout / oom / killed.
-COLUMNS = ["model", "input", "precision", "file", "status", "step", "verdict", "mb", "max_abs", "cosine", "sqnr_db",
+COLUMNS = ["model", "input", "weights", "precision", "file", "status", "step", "verdict", "mb", "max_abs", "cosine", "sqnr_db",
            "top1_agreement", "latency_ms", "seconds", "peak_mb", "error"]
 #: Fields that are measured times or memory: they differ between runs; everything else is reproducible.
 TIMING = ("latency_ms", "seconds", "peak_mb")
@@ -62,7 +62,7 @@ def _read_json(path: Path) -> dict | None:
 def cell_rows(cell: Cell, outcome: dict, out_root: Path) -> list[dict]:
     """The rows of one cell run: from its published folder when the export got that far, else one per precision."""
     folder = cell.folder(out_root)
-    base = {"cell": cell.key, "model": cell.name, "input": cell.size_text, "seconds": outcome.get("seconds"),
+    base = {"cell": cell.key, "model": cell.name, "input": cell.size_text, "weights": None, "seconds": outcome.get("seconds"),
             "peak_mb": outcome.get("peak_mb")}
     status, step = outcome["status"], outcome.get("step")
     manifest = _read_json(folder / "manifest.json") if status == "ok" or step in ("validate", "bench") else None
@@ -72,6 +72,7 @@ def cell_rows(cell: Cell, outcome: dict, out_root: Path) -> list[dict]:
     shape = manifest["model"].get("input_shape") or []
     if len(shape) >= 3:
         base["input"] = f"{shape[-3]}x{shape[-2]}"
+    base["weights"] = (manifest["model"].get("weights") or {}).get("kind")
     report = _read_json(folder / REPORT) if step != "validate" else None
     judged = {a["file"]: a for a in (report or {}).get("artifacts", [])}
     rows = []
@@ -136,7 +137,7 @@ def _fmt(v, col: str) -> str:
     return str(v)
 
 
-MD_COLUMNS = ["model", "input", "precision", "status", "verdict", "mb", "sqnr_db", "top1_agreement", "max_abs",
+MD_COLUMNS = ["model", "input", "weights", "precision", "status", "verdict", "mb", "sqnr_db", "top1_agreement", "max_abs",
               "latency_ms", "seconds", "error"]
 MD_HEADERS = {"mb": "MB", "sqnr_db": "SQNR dB", "top1_agreement": "top-1 agr.", "max_abs": "max abs",
               "latency_ms": "ms", "seconds": "cell s"}
