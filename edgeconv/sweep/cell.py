@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import resource
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from edgeconv.errors import EdgeconvError, first_line
@@ -38,15 +39,27 @@ def _peak_mb() -> float:
 
 def run_cell(cell: Cell, out_root: Path) -> dict:
     """Export ``cell`` into ``out_root`` (its folder: :meth:`Cell.folder`), validate it (report.json in the
-    folder) and, with ``cell.bench``, time every artifact (LiteRT / onnxruntime, one thread)."""
+    folder) and, with ``cell.bench``, time every artifact (LiteRT / onnxruntime, one thread).
+
+    When the export of all precisions fails, each precision is tried alone with fp32 to find which break; the
+    others are then exported, validated and published, and the outcome's ``broken`` names each broken precision
+    with its error (its ``command`` is the export that was published)."""
     from edgeconv.pipeline.export import export
     from edgeconv.verify.validate import validate
 
     t0 = time.perf_counter()
     step = "export"
     latency: dict[str, float] = {}
+    broken: dict[str, str] = {}
     try:
-        result = export(cell.model, cell.export_options(out_root))
+        try:
+            result = export(cell.model, cell.export_options(out_root))
+        except Exception as e:  # noqa: BLE001 - which precision breaks? (the others are still worth having)
+            broken = _broken_precisions(cell, e)
+            if not broken or len(broken) == len(cell.precisions) - 1:
+                raise
+            cell = replace(cell, precisions=tuple(p for p in cell.precisions if p not in broken))
+            result = export(cell.model, cell.export_options(out_root))
         step = "validate"
         validate(result.out_dir, cell.validation_options())
         if cell.bench:
@@ -61,4 +74,27 @@ def run_cell(cell: Cell, out_root: Path) -> dict:
     except Exception as e:  # noqa: BLE001 - a cell that fails is a row of the sweep, not the end of it
         return outcome(cell, "failed", step, _error_line(e), time.perf_counter() - t0, peak_mb=_peak_mb(),
                        latency_ms=latency)
-    return outcome(cell, "ok", None, None, time.perf_counter() - t0, peak_mb=_peak_mb(), latency_ms=latency)
+    extra = {"broken": broken, "command": cell.command()} if broken else {}
+    return outcome(cell, "ok", None, None, time.perf_counter() - t0, peak_mb=_peak_mb(), latency_ms=latency,
+                   **extra)
+
+
+def _broken_precisions(cell: Cell, error: Exception) -> dict[str, str]:
+    """The export of several precisions failed: export fp32 with each other precision alone (into a scratch folder,
+    nothing published) -> {precision: its error line} of those that fail. Empty when fp32 alone fails (nothing
+    can be exported) or no precision fails alone."""
+    import tempfile
+
+    from edgeconv.pipeline.export import export
+
+    others = [p for p in cell.precisions if p != "fp32"]
+    if len(others) < 2:
+        return {}
+    out: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="edgeconv-sweep-isolate-") as tmp:
+        for p in others:
+            try:
+                export(cell.model, replace(cell.export_options(Path(tmp)), precisions=("fp32", p), out_dir=tmp))
+            except Exception as e:  # noqa: BLE001
+                out[p] = _error_line(e)
+    return out

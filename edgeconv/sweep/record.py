@@ -66,7 +66,7 @@ def cell_rows(cell: Cell, outcome: dict, out_root: Path) -> list[dict]:
             "peak_mb": outcome.get("peak_mb")}
     status, step = outcome["status"], outcome.get("step")
     manifest = _read_json(folder / "manifest.json") if status == "ok" or step in ("validate", "bench") else None
-    if manifest is None or manifest.get("command") != cell.command():
+    if manifest is None or manifest.get("command") != outcome.get("command", cell.command()):
         return [{**base, "precision": p, "file": None, "status": status, "step": step, "verdict": None, "mb": None,
                  **_figures(None), "latency_ms": None, "error": outcome.get("error")} for p in cell.precisions]
     shape = manifest["model"].get("input_shape") or []
@@ -90,6 +90,9 @@ def cell_rows(cell: Cell, outcome: dict, out_root: Path) -> list[dict]:
         else:
             row.update(status="ok", step=None, error=None)
         rows.append(row)
+    for p, err in (outcome.get("broken") or {}).items():  # precisions whose conversion failed on their own
+        rows.append({**base, "precision": p, "file": None, "status": "failed", "step": "export", "verdict": None,
+                     "mb": None, **_figures(None), "latency_ms": None, "error": err})
     return rows
 
 
