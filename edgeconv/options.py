@@ -78,6 +78,7 @@ class ValidationOptions:
     custom_objects: tuple[str, ...] = ()
     unsafe_deserialization: bool = False
     jobs: int = 1  # processes that run each artifact on shards of the inputs (edgeconv.runtime.shard)
+    ray: str | None = None  # run the shards as tasks on this Ray cluster (address or "auto"; edgeconv[ray])
 
     def __post_init__(self):  # a single path given as a string is one source, not a sequence of characters
         co = (self.custom_objects,) if isinstance(self.custom_objects, (str, os.PathLike)) else self.custom_objects

@@ -97,3 +97,15 @@ def test_resume_on_real_folders(matrix, local_run, tmp_path):
     assert _strip(res.rows) == _strip(local_run.rows)
     assert (out / "lenet5" / "lenet5_int8.tflite").read_bytes() == \
         (local_run.out_dir / "lenet5" / "lenet5_int8.tflite").read_bytes()
+
+
+def test_sharded_validation_on_ray_equals_single_process(local_run, ray_cluster):
+    from edgeconv.verify.validate import validate
+
+    folder = local_run.out_dir / "mobilenetv3_small"
+    one = validate(folder, samples=30, write=False).to_dict()
+    two = validate(folder, samples=30, write=False, jobs=2, ray="auto").to_dict()
+    for rep in (one, two):
+        for a in rep["artifacts"]:
+            a.pop("seconds")
+    assert two == one and one["samples"] == 30

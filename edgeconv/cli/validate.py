@@ -15,9 +15,11 @@ __all__ = ["validate"]
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True,
               help="Processes that run each artifact on shards of the inputs (large --data); same figures as one.")
+@click.option("--ray", "ray_address", metavar="ADDRESS|auto",
+              help="Run the --jobs shards as tasks on this Ray cluster (edgeconv[ray]).")
 @model_file_flags
 @debug_option
-def validate(path, data, samples, atol, min_sqnr, min_top1, labels, layers, seed, jobs, custom_objects,
+def validate(path, data, samples, atol, min_sqnr, min_top1, labels, layers, seed, jobs, ray_address, custom_objects,
              unsafe_deserialization):
     """Validate an export folder (or one artifact in it) against its Keras reference: exit 0 pass, 1 fail.
 
@@ -28,7 +30,7 @@ def validate(path, data, samples, atol, min_sqnr, min_top1, labels, layers, seed
     from edgeconv.verify.validate import validate as run_validation
 
     opts = validation_options(data, samples, atol, min_sqnr, min_top1, labels, layers=layers, seed=seed, jobs=jobs,
-                              custom_objects=tuple(custom_objects), unsafe_deserialization=unsafe_deserialization)
+                              ray=ray_address, custom_objects=tuple(custom_objects), unsafe_deserialization=unsafe_deserialization)
     with native_output():
         report = run_validation(path, opts)
     print_validation(report)

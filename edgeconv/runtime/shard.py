@@ -9,6 +9,8 @@ batch size: it is run in this process, unsharded.
 
 The inputs reach the workers through one ``.npy`` file each worker memory-maps (no pickled copy per worker).
 Workers are spawned (TensorFlow and LiteRT are not fork-safe) and import only numpy and the artifact's runtime.
+With ``ray=True`` (``ray.init`` done by the caller) the shards are Ray tasks instead: the artifact's bytes and each
+shard go through Ray's object store, so the nodes need no shared file system.
 """
 from __future__ import annotations
 
@@ -38,8 +40,33 @@ def _run_shard(path: str, x_file: str, start: int, stop: int, num_threads: int, 
     return runner_for(path, num_threads=num_threads, layout=layout).run(np.asarray(x[start:stop]))
 
 
-def run_sharded(path, x: np.ndarray, *, jobs: int = 1, num_threads: int = 1, layout: str = "nhwc") -> list[np.ndarray]:
-    """The artifact's outputs on ``x`` (what ``runner_for(path).run(x)`` returns), computed by ``jobs`` processes."""
+def _run_shard_bytes(name: str, data: bytes, x: np.ndarray, num_threads: int, layout: str) -> list[np.ndarray]:
+    """A Ray task: the artifact is written to a temporary file under its own name (the runner goes by suffix)."""
+    from edgeconv.runtime.runners import runner_for
+
+    with tempfile.TemporaryDirectory(prefix="edgeconv-shard-") as tmp:
+        p = Path(tmp) / name
+        p.write_bytes(data)
+        return runner_for(p, num_threads=num_threads, layout=layout).run(np.asarray(x))
+
+
+def _run_on_ray(path: Path, x: np.ndarray, bounds, num_threads: int, layout: str) -> list[list[np.ndarray]]:
+    import ray
+
+    task = ray.remote(num_cpus=num_threads, max_retries=0)(_run_shard_bytes)
+    data = ray.put(path.read_bytes())
+    refs = [task.remote(path.name, data, ray.put(np.ascontiguousarray(x[a:b], np.float32)), num_threads, layout)
+            for a, b in bounds]
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayError as e:
+        raise EdgeconvError(f"{path.name}: a Ray validation task failed: {type(e).__name__}") from None
+
+
+def run_sharded(path, x: np.ndarray, *, jobs: int = 1, num_threads: int = 1, layout: str = "nhwc",
+                ray: bool = False) -> list[np.ndarray]:
+    """The artifact's outputs on ``x`` (what ``runner_for(path).run(x)`` returns), computed by ``jobs`` processes
+    (``ray``: ``jobs`` Ray tasks)."""
     from edgeconv.runtime.runners import runner_for
 
     runner = runner_for(path, num_threads=num_threads, layout=layout)
@@ -48,6 +75,8 @@ def run_sharded(path, x: np.ndarray, *, jobs: int = 1, num_threads: int = 1, lay
     if len(bounds) < 2 or batch != 1:
         return runner.run(x)
     del runner
+    if ray:
+        return [np.concatenate(outs, axis=0) for outs in zip(*_run_on_ray(Path(path), x, bounds, num_threads, layout))]
     import multiprocessing
 
     with tempfile.TemporaryDirectory(prefix="edgeconv-shards-") as tmp:

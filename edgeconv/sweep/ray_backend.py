@@ -19,41 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgeconv.errors import UsageError, first_line
+from edgeconv.errors import first_line
+from edgeconv.runtime.cluster import connect, ray_module as _ray
 from edgeconv.sweep.cell import outcome
 from edgeconv.sweep.plan import Cell, estimate_memory
 
 __all__ = ["run_ray", "connect", "publish_files"]
-
-
-def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise UsageError("--ray needs Ray: pip install 'edgeconv[ray]'") from None
-    return ray
-
-
-def connect(address: str, num_cpus: int | None = None) -> str:
-    """``ray.init`` once: ``address`` is ``host:port`` / ``ray://...`` of a running cluster, or ``auto`` (the
-    cluster started on this machine with ``ray start --head``; when there is none, a local one is started in this
-    process with ``num_cpus`` CPUs). -> a one-line description of what it connected to."""
-    ray = _ray()
-    if ray.is_initialized():
-        return "Ray (already initialized)"
-    env = {"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}}
-    if address == "auto":
-        try:
-            ray.init(address="auto", runtime_env=env, log_to_driver=False)
-            return "the Ray cluster running on this machine"
-        except ConnectionError:
-            ray.init(num_cpus=num_cpus, runtime_env=env, log_to_driver=False, include_dashboard=False)
-            return f"a local Ray cluster started for this sweep ({int(ray.cluster_resources().get('CPU', 0))} CPUs)"
-    try:
-        ray.init(address=address, runtime_env=env, log_to_driver=False)
-    except (ConnectionError, ValueError) as e:
-        raise UsageError(f"--ray {address}: cannot connect: {first_line(e)}") from None
-    return f"the Ray cluster at {address}"
 
 
 def _task(cell_dict: dict, timeout, target: str):
