@@ -53,8 +53,9 @@ def test_local_rows_are_real(local_run):
     for m in ("lenet5", "mobilenetv3_small"):
         fp32, int8 = rows[(m, "fp32")], rows[(m, "int8")]
         assert fp32["status"] == "ok" and fp32["verdict"] == "PASS" and fp32["max_abs"] < 1e-4
-        assert int8["status"] == "ok" and int8["mb"] < 0.5 * fp32["mb"] and int8["sqnr_db"] > 10
+        assert int8["status"] == "ok" and int8["verdict"] == "NOT JUDGED" and int8["mb"] < 0.5 * fp32["mb"]
         assert fp32["input"] == "32x32" and fp32["weights"] == "random" and fp32["seconds"] > 0
+    assert rows[("lenet5", "int8")]["sqnr_db"] > 25  # a shallow random net quantizes well; deep ones do not
     broken = rows[("broken", "int8")]
     assert (broken["status"], broken["step"]) == ("failed", "export") and "not a valid .keras file" in broken["error"]
 

@@ -107,7 +107,9 @@ class Cell:
 
 
 def _is_file(model: str) -> bool:
-    return os.sep in model or model.endswith((".keras", ".h5")) or Path(model).exists()
+    """A model file is written as a path: ``my_model.keras``, ``x.h5``, ``./saved_model`` (a bare name is a zoo
+    name, even when a folder of that name happens to be here, e.g. an earlier sweep's output)."""
+    return "/" in model or os.sep in model or model.endswith((".keras", ".h5"))
 
 
 def expand_models(patterns, models_file=None) -> list[str]:
@@ -138,7 +140,8 @@ def expand_models(patterns, models_file=None) -> list[str]:
             try:
                 models.model_info(item)
             except ValueError as e:
-                raise UsageError(str(e)) from None
+                hint = f" (for the model folder {item}, write ./{item})" if Path(item).is_dir() else ""
+                raise UsageError(f"{e}{hint}") from None
             found = [item]
         out += [f for f in found if f not in out]
     return out
