@@ -156,3 +156,15 @@ def test_cli_sweep_errors_are_one_line(tmp_path):
     assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith("Error: no zoo model matches")
     r = CliRunner().invoke(main, ["sweep", "--help"])
     assert r.exit_code == 0 and "--ray ADDRESS|auto" in r.output
+
+
+def test_sigkill_while_the_oom_killer_count_rises_is_oom(tmp_path, monkeypatch):
+    """A worker killed by SIGKILL is ``oom`` when the cgroup's oom_kill count went up meanwhile (read from
+    memory.events / memory.oom_control: simulated here), ``killed`` otherwise."""
+    import edgeconv.sweep.local as local
+
+    assert local.oom_kills() is None or local.oom_kills() >= 0
+    counts = iter([5, 6])
+    monkeypatch.setattr(local, "oom_kills", lambda: next(counts))
+    res = run_sweep(cells("suicide"), SweepOptions(out_dir=tmp_path, target=FAKE))
+    assert {(r["status"], r["error"]) for r in res.rows} == {("oom", "killed by the kernel's out-of-memory killer")}
