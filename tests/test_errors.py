@@ -85,7 +85,8 @@ def test_click_usage_errors_are_one_line_exit_2(argv, needle):
     assert needle in res.output and res.output.strip().count("\n") == 0, res.output
 
 
-@pytest.mark.parametrize("cmd", [[], ["export"], ["validate"], ["bench"], ["inspect"], ["zoo"], ["zoo", "list"]])
+@pytest.mark.parametrize("cmd", [[], ["export"], ["validate"], ["bench"], ["inspect"], ["zoo"], ["zoo", "list"],
+                                 ["sweep"]])
 def test_every_command_has_help(cmd):
     res = CliRunner().invoke(main, [*cmd, "--help"])
     assert res.exit_code == 0 and "Usage:" in res.output
