@@ -77,6 +77,8 @@ class ValidationOptions:
     num_threads: int = 1
     custom_objects: tuple[str, ...] = ()
     unsafe_deserialization: bool = False
+    jobs: int = 1  # processes that run each artifact on shards of the inputs (edgeconv.runtime.shard)
+    ray: str | None = None  # run the shards as tasks on this Ray cluster (address or "auto"; edgeconv[ray])
 
     def __post_init__(self):  # a single path given as a string is one source, not a sequence of characters
         co = (self.custom_objects,) if isinstance(self.custom_objects, (str, os.PathLike)) else self.custom_objects
@@ -89,6 +91,8 @@ class ValidationOptions:
             raise UsageError(f"--min-top1 must be between 0 and 1, got {self.min_top1}")
         if self.num_threads < 1:
             raise UsageError(f"threads must be >= 1, got {self.num_threads}")
+        if self.jobs < 1:
+            raise UsageError(f"--jobs must be >= 1, got {self.jobs}")
         return self
 
     @property

@@ -262,7 +262,8 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
     set's validation split; never the calibration samples recorded in the manifest.
     """
     from edgeconv.pipeline.inputs import model_inputs
-    from edgeconv.runtime.runners import KerasRunner, runner_for
+    from edgeconv.runtime.runners import KerasRunner
+    from edgeconv.runtime.shard import run_sharded
 
     opts = with_overrides(options or ValidationOptions(), overrides).check()
     folder, only = _resolve(path)
@@ -274,6 +275,10 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
     for rec in records:
         if not (folder / rec.file).exists():
             raise EdgeconvError(f"{folder / rec.file} is listed in the manifest but missing")
+    if opts.ray:
+        from edgeconv.runtime.cluster import connect
+
+        connect(opts.ray, num_cpus=opts.jobs)
     model, warnings = _load_reference(folder, manifest, opts)
     random_weights = manifest.weights.is_random
     inputs, data_note, data_warnings = validation_inputs(manifest, opts)
@@ -304,7 +309,8 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
         res.sha256_ok = sha256_file(file) == rec.sha256
         t0 = time.perf_counter()
         try:
-            got = runner_for(file, num_threads=opts.num_threads, layout=rec.layout).run(inputs.x)
+            got = run_sharded(file, inputs.x, jobs=opts.jobs, num_threads=opts.num_threads, layout=rec.layout,
+                              ray=bool(opts.ray))
             res.comparison = compare_outputs(reference, got, tol, labels=y,
                                              names=[o.get("name", f"output_{i}") for i, o in enumerate(rec.outputs)])
         except EdgeconvError as e:
