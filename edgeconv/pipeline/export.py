@@ -472,7 +472,8 @@ def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: Expor
     with console.step("fallback: keep the worst int8 layers in float", opts.quiet):
         fb = auto_fallback(prep.saved_model, calib.x, val.x, ref, tol, keep_float=opts.keep_float,
                            io_type=opts.io_type,
-                           layer_report=failing.layers if failing.layers and failing.layers.layers else None)
+                           layer_report=failing.layers if failing.layers and failing.layers.layers else None,
+                           outputs=prep.outputs or None)
     phone = PhoneOptions(opts.target, prep.labels, opts.model_version, opts.rewrite, tuple(prep.outputs))
     data, _, notes = finish_tflite(fb.precision, fb.model_bytes, loaded, calib.x, phone)
     fb.model_bytes = data

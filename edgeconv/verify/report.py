@@ -47,9 +47,11 @@ def table_rows(report) -> list[list[str]]:
             continue
         multi = len(a.comparison.outputs) > 1
         for o in a.comparison.outputs:
-            rows.append([a.file, o.name if multi else "", _num(o.max_abs, ".2e"), _num(o.mean_abs, ".2e"),
-                         _num(o.cosine, ".6f"), _num(o.sqnr_db, ".1f"), _num(o.psnr_db, ".1f"),
-                         _pct(o.top1_agreement), _pct(o.top5_agreement), _accuracy(o), tol,
+            named = multi or o.kind != "scores"
+            rows.append([a.file, f"{o.name} ({o.kind})" if named else "", _num(o.max_abs, ".2e"),
+                         _num(o.mean_abs, ".2e"), _num(o.cosine, ".6f"), _num(o.sqnr_db, ".1f"), _num(o.psnr_db, ".1f"),
+                         _pct(o.top1_agreement), _pct(o.top5_agreement), _accuracy(o),
+                         o.tolerance.describe() if o.tolerance is not None else tol,
                          verdict if a.sha256_ok else f"{verdict} (sha256)"])
     return rows
 
@@ -57,6 +59,12 @@ def table_rows(report) -> list[list[str]]:
 def detail_lines(report) -> list[str]:
     """Lines to print under the table: layer-wise summaries (with the plot file) and layers kept in float."""
     lines = [f"judged on: {report.data_note}"] if report.data_note else []
+    judged = next((a.comparison for a in report.artifacts if a.comparison is not None), None)
+    if judged is not None and (len(judged.outputs) > 1 or any(o.kind != "scores" for o in judged.outputs)):
+        from edgeconv.verify.kinds import KIND_WORDS
+
+        lines.append("outputs: " + "; ".join(f"{o.name} = {o.rule.split(':')[0] or KIND_WORDS.get(o.kind, o.kind)}"
+                                              for o in judged.outputs))
     unjudged = [a.file for a in report.artifacts if a.unjudged]
     if unjudged:
         lines.append(f"NOT JUDGED ({', '.join(unjudged)}): {report.artifact(unjudged[0]).unjudged}")
@@ -90,9 +98,11 @@ def to_markdown(report) -> str:
     for w in report.warnings:
         out.append(f"- Warning: {w}")
     out += ["", "## Results", "", markdown_table(table_columns(), table_rows(report)), "",
-            "Float artifacts are judged by an absolute (+ relative) tolerance; quantized ones by SQNR (dB) and top-1 "
-            "agreement with the reference. Top-5 = share of inputs whose reference top-1 class is in the artifact's "
-            "top 5.", ""]
+            "Float artifacts are judged by an absolute (+ relative) tolerance; quantized ones by SQNR (dB) and, for "
+            "class-score outputs, top-1 agreement with the reference. Regression, landmark and embedding outputs "
+            "have no top-1: they are judged by SQNR / atol, cosine similarity and (quantized) their largest error "
+            "as a share of the output's range. Top-5 = share of inputs whose reference top-1 class is in the "
+            "artifact's top 5.", ""]
     for a in report.artifacts:
         out += [f"## {a.file}: {a.verdict}", "",
                 f"{a.format} {a.precision}; tolerance: {a.tolerance.describe()}", ""]
@@ -100,6 +110,10 @@ def to_markdown(report) -> str:
             out += [f"Not judged: {a.unjudged}.", ""]
         if a.comparison is not None:
             for o in a.comparison.outputs:
+                if o.rule:
+                    rel = "" if o.rel_error is None else f", max error {_num(o.rel_error * 100, '.2f')}% of range"
+                    out.append(f"- output `{o.name}` {tuple(o.shape[1:])}: {o.rule} "
+                               f"(SQNR {_num(o.sqnr_db, '.1f')} dB, cosine {_num(o.cosine, '.6f')}{rel})")
                 for c in o.checks:
                     judged = a.judged_checks is None or c.name in a.judged_checks
                     mark = "ok" if c.passed else ("FAIL" if judged else "(not judged)")
