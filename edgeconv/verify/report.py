@@ -144,8 +144,11 @@ def _layers_md(rep) -> str:
             "SQNR vs Keras dB", "max abs", "flags"]
     rank = {id(s): i + 1 for i, s in enumerate(rep.worst(len(rep.layers)))} if rep.layers[:1] and \
         rep.layers[0].output_sqnr_db is not None else {}
+    per_output = [n for n in (next((s.output_sqnr_by for s in rep.layers if s.output_sqnr_by), None) or {})]
+    cols[5:5] = [f"{n} SQNR dB" for n in per_output]  # multi-output: what the layer's error costs each output
     rows = [[s.depth, s.layer, s.layer_class, s.op,
              _num(s.output_sqnr_db, ".1f") + (f" (#{rank[id(s)]})" if rank.get(id(s), 99) <= 5 else ""),
+             *[_num((s.output_sqnr_by or {}).get(n), ".1f") for n in per_output],
              _num(s.rmse_scale, ".2f"), _num(s.local_sqnr_db, ".1f"), _num(s.sqnr_db, ".1f"), _num(s.max_abs, ".3g"),
              ", ".join(s.flags) + (" SUSPECT" if s.suspect else "")] for s in rep.layers]
     lines.append(markdown_table(cols, rows))
