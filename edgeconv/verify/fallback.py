@@ -127,6 +127,8 @@ class _Quantizer:
         from edgeconv.runtime.runners import LiteRTRunner
 
         runner = LiteRTRunner(self.debugger.calibrated_model, xnnpack=False)
+        # a model output's op is named after the signature's tensor, not its layer: {output name: tensor name}
+        self.output_nodes = {s.name: s.tensor or s.name for s in runner.outputs}
         details = runner.tensors()
         ops = runner.ops()
         made_by = {t: op for op in ops for t in op["outputs"]}
@@ -205,7 +207,8 @@ class _Quantizer:
         """User names (Keras layer names or exact TFLite node names) -> TFLite node names."""
         nodes = []
         for name in names:
-            hits = [n for n in self.nodes if n == name] or [n for n in self.nodes if name in _layers_in(n)]
+            hits = ([n for n in self.nodes if n == name] or [n for n in self.nodes if name in _layers_in(n)]
+                    or [n for n in self.nodes if n == self.output_nodes.get(name)])
             if not hits:
                 known = sorted({_layer_of(n) for n in self.nodes})
                 raise UsageError(f"--keep-float {name}: no TFLite op computes a layer of that name; "
