@@ -109,11 +109,13 @@ def face_crops() -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def write_pngs(x: np.ndarray, folder: Path) -> Path:
+    """One PNG per crop, named ``<folder name>_<i>.png``: sample ids are file names, and validation excludes the
+    ids that calibrated, so the two folders must not share names."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     for i, im in enumerate(x):
-        Image.fromarray(im).save(folder / f"{i:03d}.png")
+        Image.fromarray(im).save(folder / f"{folder.name}_{i:03d}.png")
     return folder
 
 

@@ -112,3 +112,14 @@ def test_two_heads_export_validate_and_metadata(two_head, digits_calibration_npy
     by_name = {o["name"]: o for o in tm["outputs"]}
     assert by_name["digit"]["labels"] == labels and not by_name["blob"]["associated_files"]
     assert "Regression values (4 values)" in by_name["blob"]["description"]
+
+
+def test_cli_output_kind_is_checked_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from edgeconv.cli import main
+
+    res = CliRunner().invoke(main, ["export", str(tmp_path / "onet.keras"), "--output-kind", "box=boxes",
+                                    "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "the kind must be one of scores, regression, landmarks, embedding" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
