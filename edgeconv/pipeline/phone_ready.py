@@ -187,11 +187,10 @@ def _metadata(precision: str, details: dict, loaded, opts: PhoneOptions, layout:
     from edgeconv.pipeline.metadata import build_metadata
 
     pre = loaded.preprocessing
-    kinds = {o.name: o.kind for o in _outputs(loaded, opts)}
-    outputs = [{**d, "kind": kinds[d["name"]]} if d.get("name") in kinds else d for d in details["outputs"]]
     meta = build_metadata(name=loaded.name, version=opts.model_version, precision=precision,
                           preprocessing=pre.to_dict(), input_range=pre.input_range, labels=opts.labels,
-                          inputs=details["inputs"], outputs=outputs, target=opts.target)
+                          inputs=details["inputs"], outputs=details["outputs"], target=opts.target,
+                          extra={"output_kinds": {o.name: o.kind for o in _outputs(loaded, opts)}})
     meta["input"]["layout"] = layout.upper()
     # the (H, W) the file was traced at; open_size: the Keras model takes any size and --input-size chose this one
     meta["input"]["size"] = [int(s) for s in loaded.input_shape[:2]]
