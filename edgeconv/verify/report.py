@@ -52,8 +52,18 @@ def table_rows(report) -> list[list[str]]:
                          _num(o.mean_abs, ".2e"), _num(o.cosine, ".6f"), _num(o.sqnr_db, ".1f"), _num(o.psnr_db, ".1f"),
                          _pct(o.top1_agreement), _pct(o.top5_agreement), _accuracy(o),
                          o.tolerance.describe() if o.tolerance is not None else tol,
-                         verdict if a.sha256_ok else f"{verdict} (sha256)"])
+                         _output_verdict(a, o, multi) if a.sha256_ok else f"{verdict} (sha256)"])
     return rows
+
+
+def _output_verdict(a, o, multi: bool) -> str:
+    """The artifact's verdict; on a multi-output model each output's own ("ok": this output passes, the artifact
+    fails on another)."""
+    if not multi:
+        return a.verdict
+    if not all(c.passed for c in o.checks if a.judged_checks is None or c.name in a.judged_checks):
+        return "FAIL"
+    return a.verdict if a.passed else "ok"
 
 
 def detail_lines(report) -> list[str]:
