@@ -387,7 +387,8 @@ def _hw(size) -> tuple[int, int]:
 def _python_call(source, opts: ExportOptions) -> str:
     defaults = ExportOptions()
     changed = {k: getattr(opts, k) for k in ("precisions", "calibration", "input_size", "classes", "weights",
-                                             "io_type", "seed", "target", "custom_objects", "unsafe_deserialization")
+                                             "io_type", "seed", "target", "custom_objects", "unsafe_deserialization",
+                                             "output_kinds")
                if getattr(opts, k) != getattr(defaults, k)}
     args = ", ".join([repr(str(source))] + [f"{k}={v!r}" for k, v in changed.items()])
     return f"edgeconv.export({args})"
