@@ -112,6 +112,18 @@ def test_two_heads_export_validate_and_metadata(two_head, digits_calibration_npy
     by_name = {o["name"]: o for o in tm["outputs"]}
     assert by_name["digit"]["labels"] == labels and not by_name["blob"]["associated_files"]
     assert "Regression values (4 values)" in by_name["blob"]["description"]
+    # bench and inspect show every output
+    from edgeconv.inspect import inspect_artifact
+    from edgeconv.runtime.bench import bench, table_rows
+
+    b = bench(res.out_dir, runs=2, warmup=0, keras=False)
+    row = b.row("two_head_int8.tflite")
+    assert [o["name"] for o in row.outputs] == ["digit", "blob"] and row.sqnr_output == "blob"
+    assert row.sqnr_db == min(o["sqnr_db"] for o in row.outputs) and row.top1_agreement == int8[0].top1_agreement
+    assert any(r[0] == "two_head_int8.tflite" and r[6].endswith("(blob)") for r in table_rows(b))
+    lines = inspect_artifact(res.out_dir / "two_head_int8.tflite", xnnpack=False, gpu=False).summary_lines()
+    assert any("2 outputs: " in ln and "digit (Probabilities of the 10 classes, 10 labels)" in ln
+               and "blob (Regression values (4 values))" in ln for ln in lines)
 
 
 def test_cli_output_kind_is_checked_before_any_work(tmp_path):
