@@ -33,29 +33,29 @@ def shard_bounds(n: int, jobs: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
 
 
-def _run_shard(path: str, x_file: str, start: int, stop: int, num_threads: int, layout: str) -> list[np.ndarray]:
+def _run_shard(path: str, x_file: str, start: int, stop: int, runner_kw: dict) -> list[np.ndarray]:
     from edgeconv.runtime.runners import runner_for
 
     x = np.load(x_file, mmap_mode="r")
-    return runner_for(path, num_threads=num_threads, layout=layout).run(np.asarray(x[start:stop]))
+    return runner_for(path, **runner_kw).run(np.asarray(x[start:stop]))
 
 
-def _run_shard_bytes(name: str, data: bytes, x: np.ndarray, num_threads: int, layout: str) -> list[np.ndarray]:
+def _run_shard_bytes(name: str, data: bytes, x: np.ndarray, runner_kw: dict) -> list[np.ndarray]:
     """A Ray task: the artifact is written to a temporary file under its own name (the runner goes by suffix)."""
     from edgeconv.runtime.runners import runner_for
 
     with tempfile.TemporaryDirectory(prefix="edgeconv-shard-") as tmp:
         p = Path(tmp) / name
         p.write_bytes(data)
-        return runner_for(p, num_threads=num_threads, layout=layout).run(np.asarray(x))
+        return runner_for(p, **runner_kw).run(np.asarray(x))
 
 
-def _run_on_ray(path: Path, x: np.ndarray, bounds, num_threads: int, layout: str) -> list[list[np.ndarray]]:
+def _run_on_ray(path: Path, x: np.ndarray, bounds, runner_kw: dict) -> list[list[np.ndarray]]:
     import ray
 
-    task = ray.remote(num_cpus=num_threads, max_retries=0)(_run_shard_bytes)
+    task = ray.remote(num_cpus=runner_kw.get("num_threads", 1), max_retries=0)(_run_shard_bytes)
     data = ray.put(path.read_bytes())
-    refs = [task.remote(path.name, data, ray.put(np.ascontiguousarray(x[a:b], np.float32)), num_threads, layout)
+    refs = [task.remote(path.name, data, ray.put(np.ascontiguousarray(x[a:b], np.float32)), runner_kw)
             for a, b in bounds]
     try:
         return ray.get(refs)
@@ -63,27 +63,26 @@ def _run_on_ray(path: Path, x: np.ndarray, bounds, num_threads: int, layout: str
         raise EdgeconvError(f"{path.name}: a Ray validation task failed: {type(e).__name__}") from None
 
 
-def run_sharded(path, x: np.ndarray, *, jobs: int = 1, num_threads: int = 1, layout: str = "nhwc",
-                ray: bool = False) -> list[np.ndarray]:
-    """The artifact's outputs on ``x`` (what ``runner_for(path).run(x)`` returns), computed by ``jobs`` processes
-    (``ray``: ``jobs`` Ray tasks)."""
+def run_sharded(path, x: np.ndarray, *, jobs: int = 1, ray: bool = False, **runner_kw) -> list[np.ndarray]:
+    """The artifact's outputs on ``x`` (what ``runner_for(path, **runner_kw).run(x)`` returns: ``num_threads``,
+    ``layout``, ``output_names``), computed by ``jobs`` processes (``ray``: ``jobs`` Ray tasks)."""
     from edgeconv.runtime.runners import runner_for
 
-    runner = runner_for(path, num_threads=num_threads, layout=layout)
+    runner = runner_for(path, **runner_kw)
     bounds = shard_bounds(len(x), jobs)
     batch = runner.inputs[0].shape[0] if runner.inputs and runner.inputs[0].shape else -1
     if len(bounds) < 2 or batch != 1:
         return runner.run(x)
     del runner
     if ray:
-        return [np.concatenate(outs, axis=0) for outs in zip(*_run_on_ray(Path(path), x, bounds, num_threads, layout))]
+        return [np.concatenate(outs, axis=0) for outs in zip(*_run_on_ray(Path(path), x, bounds, runner_kw))]
     import multiprocessing
 
     with tempfile.TemporaryDirectory(prefix="edgeconv-shards-") as tmp:
         x_file = str(Path(tmp) / "x.npy")
         np.save(x_file, np.ascontiguousarray(x, np.float32))
         with ProcessPoolExecutor(len(bounds), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_run_shard, str(path), x_file, a, b, num_threads, layout) for a, b in bounds]
+            futures = [pool.submit(_run_shard, str(path), x_file, a, b, runner_kw) for a, b in bounds]
             try:
                 parts = [f.result() for f in futures]
             except BrokenProcessPool:

@@ -289,6 +289,7 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
     elif inputs.labels is not None:
         y, label_source = np.asarray(inputs.labels), f"{inputs.source} (labels in the file)"
     reference = KerasRunner(model).run(inputs.x)
+    outputs = reference_outputs(manifest, model)
     overrides = opts.overrides
     noise = reference_noise(model, inputs.x, reference) if opts.atol is None else 0.0
     results = []
@@ -309,10 +310,9 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
         res.sha256_ok = sha256_file(file) == rec.sha256
         t0 = time.perf_counter()
         try:
-            got = run_sharded(file, inputs.x, jobs=opts.jobs, num_threads=opts.num_threads, layout=rec.layout,
-                              ray=bool(opts.ray))
-            res.comparison = compare_outputs(reference, got, tol, labels=y,
-                                             names=[o.get("name", f"output_{i}") for i, o in enumerate(rec.outputs)])
+            got = run_sharded(file, inputs.x, jobs=opts.jobs, ray=bool(opts.ray), num_threads=opts.num_threads,
+                              layout=rec.layout, output_names=[o.name for o in outputs])  # runners.match_outputs
+            res.comparison = compare_outputs(reference, got, tol, labels=y, outputs=outputs)
         except EdgeconvError as e:
             res.error = str(e)
         res.seconds = time.perf_counter() - t0
@@ -337,6 +337,19 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
         stem = "report" if only is None else f"report.{Path(only[0]).stem}" if len(only) == 1 else "report.partial"
         report.report_files = [p.name for p in write_reports(report, folder, stem=stem)]
     return report
+
+
+def reference_outputs(manifest: Manifest, model) -> list:
+    """The reference's outputs with their kinds (:class:`edgeconv.verify.kinds.OutputInfo`), Keras order: as the
+    export recorded them, or for older manifests inferred from the model (with the recorded class labels' count)."""
+    from edgeconv.verify.kinds import infer_outputs
+
+    recorded = manifest.outputs
+    if recorded is not None:
+        return recorded
+    labels = (manifest.options or {}).get("class_labels")
+    classes = manifest.model.get("classes") if labels else None
+    return infer_outputs(model, labels=int(classes) if isinstance(classes, int) else None)
 
 
 GENERIC_PHOTOS_NOTE = ("the embedded generic photo set (no --calibration or --data was given): photos "
