@@ -170,6 +170,8 @@ class Calibrated:
         from edgeconv.runtime.runners import LiteRTRunner
 
         runner = LiteRTRunner(self.model, xnnpack=False)
+        # a model output's op is named after the signature's tensor, not its layer: {output name: tensor name}
+        self.output_nodes = {s.name: s.tensor or s.name for s in runner.outputs}
         details, ops = runner.tensors(), runner.ops()
         made_by = {t: op for op in ops for t in op["outputs"]}
 
@@ -225,6 +227,7 @@ class Calibrated:
         all_nodes = self.nodes()
         for name in names:
             hits = ([n for n in all_nodes if n == name] or [n for n in all_nodes if name in layers_in(n)]
+                    or [n for n in all_nodes if n == self.output_nodes.get(name)]
                     or [n for n in all_nodes if self.layer_of(n) == name])
             if not hits:
                 known = sorted({self.layer_of(n) for n in all_nodes})

@@ -95,11 +95,13 @@ def convert_with_keep_float(saved_model_dir, calibration_x: np.ndarray, keep_flo
     return cal.quantize(denylist=list(keep_float), io_type=io_type)
 
 
-def _evaluate(model_bytes: bytes, x, reference_outputs, tolerance: Tolerance, labels=None):
+def _evaluate(model_bytes: bytes, x, reference_outputs, tolerance: Tolerance, labels=None, outputs=None):
+    """``outputs`` (OutputInfo per reference output): matched by name, each held to its kind's tolerance."""
     from edgeconv.runtime.runners import LiteRTRunner
 
-    got = LiteRTRunner(model_bytes).run(x)
-    return compare_outputs(reference_outputs, got, tolerance, labels=labels)
+    names = None if not outputs else [o.name for o in outputs]
+    got = LiteRTRunner(model_bytes, output_names=names).run(x)
+    return compare_outputs(reference_outputs, got, tolerance, labels=labels, outputs=outputs)
 
 
 def _worst(cmp) -> tuple[float, float, float]:
@@ -140,14 +142,15 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
                   tolerance: Tolerance, *, keep_float=(), io_type: str = "int", max_rounds: int = 12,
                   layer_report=None, try_int16x8: bool = True, labels=None, max_size_ratio: float = MAX_SIZE_RATIO,
                   max_latency_ratio: float = MAX_LATENCY_RATIO, calibrated=None,
-                  max_candidates: int = MAX_CANDIDATES) -> FallbackResult:
+                  max_candidates: int = MAX_CANDIDATES, outputs=None) -> FallbackResult:
     """Make the int8 meet ``tolerance`` on ``validation_x`` (against ``reference_outputs``, the Keras outputs) at
     the smallest cost, never returning anything less accurate than the plain int8 (module docstring).
 
     ``labels``: held-out labels, so accuracy is part of "no worse". ``calibrated``: a
     :class:`edgeconv.tflite.calibrate.Calibrated` of the same SavedModel to reuse. ``history`` has one row per
     attempt (SQNR, top-1, size, median latency on LiteRT/XNNPACK 1 thread, ``gain_db`` for kept layers, ``chosen``
-    on the returned one).
+    on the returned one). ``outputs`` (:class:`edgeconv.verify.kinds.OutputInfo` per reference output) makes the
+    target per output: each is matched by name and held to its own kind's tolerance.
     """
     from edgeconv.tflite.calibrate import CANDIDATES, calibrate
 
@@ -167,7 +170,7 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
 
     def attempt(action, nodes, stats="minmax", precision="int8", **extra):
         model = cal.quantize(denylist=nodes, stats=stats, io_type=io_type, precision=precision)
-        cmp = _evaluate(model, x, reference_outputs, tolerance, labels)
+        cmp = _evaluate(model, x, reference_outputs, tolerance, labels, outputs)
         return model, cmp, att.row(action, model, cmp, names(nodes), nodes, stats=stats, precision=precision,
                                    **extra)
 
@@ -210,11 +213,11 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
     x_rank = x[:64]  # the ranking only orders the layers; the verdicts below use all of validation_x
     ref_rank = [r[:64] for r in reference_outputs]
     start = min(o.sqnr_db for o in _evaluate(cal.quantize(base, stats=stats, io_type=io_type), x_rank, ref_rank,
-                                                 tolerance).outputs)
+                                                 tolerance, outputs=outputs).outputs)
     gains = []
     for n, unit in units:
         m = cal.quantize(base + unit, stats=stats, io_type=io_type)
-        sq = min(o.sqnr_db for o in _evaluate(m, x_rank, ref_rank, tolerance).outputs)
+        sq = min(o.sqnr_db for o in _evaluate(m, x_rank, ref_rank, tolerance, outputs=outputs).outputs)
         gains.append((sq - start, len(m), n, unit))
     gains = [g for g in gains if g[0] > 0]
     gains.sort(key=lambda g: (-g[0], g[1]))
