@@ -34,6 +34,8 @@ def parse(argv=None):
     p.add_argument("--work", type=Path, help="keep the exported artifacts here (default: a temp folder)")
     p.add_argument("--int8-only", action="store_true",
                    help="only table 2b: int8 quantizers on half B of the held-out digits, ranges tuned on half A")
+    p.add_argument("--fallback-sqnr", type=float,
+                   help="--int8-only: also run --fallback auto with this SQNR target (tuned on half A, judged on B)")
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of models not run now from the existing results table")
     return p.parse_args(argv)
@@ -246,23 +248,36 @@ def int8_rows(fx: common.Fixture, args, work: Path) -> list[list]:
     except Exception as e:  # noqa: BLE001
         rows.append([name, "litert-quantizer static_wi8_ai8 defaults", None, None, None, None, None, None,
                      f"ERROR: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"])
+    if args.fallback_sqnr is not None:
+        from edgeconv.verify.compare import Tolerance
+        from edgeconv.verify.fallback import auto_fallback
+
+        tol = Tolerance(min_sqnr=args.fallback_sqnr, min_top1=0.95, max_accuracy_drop=1.0)
+        fb = auto_fallback(sm, xcal, xa, [ref_a], tol, labels=yte[0::2], io_type="int", calibrated=cal)
+        bought = "; ".join(f"{h['action']}: {h['gain_db']:+.1f} dB" for h in fb.history if h.get("gain_db") is not None)
+        row(f"edgeconv int8 --fallback auto, target SQNR {args.fallback_sqnr:g} dB on half A "
+            f"({'passed' if fb.passed else 'not reached'}: ranges '{fb.stats}', {len(fb.kept_float)} layer(s) float)",
+            fb.model_bytes, LiteRTRunner(fb.model_bytes).run(xb)[0],
+            f"kept {', '.join(fb.kept_float) or 'none'}; {bought}; {len(fb.model_bytes) / len(fp32):.2f}x fp32 size")
     print(f"{name}: int8 rows done", flush=True)
     keras.backend.clear_session()
     return rows
 
 
-def main_int8(args) -> dict:
+def run_fixtures(args, per_fixture, stem: str) -> tuple[list[list], str]:
+    """``per_fixture(fx, args, work)`` on every chosen fixture -> (rows, stem); with ``--merge`` the rows of models not
+    run now are kept from the existing ``stem`` table."""
     fixtures = [common.QUICK_MODEL] if args.quick else [
         m for m in common.FIXTURE_MODELS if not args.models or m[0] in args.models]
     epochs = common.QUICK_EPOCHS if args.quick else args.epochs
     rows = []
-    with tempfile.TemporaryDirectory(prefix="edgeconv-bench-q8-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgeconv-bench-q-") as tmp:
         work = Path(args.work or tmp)
         for name, width in fixtures:
             fx = common.trained_fixture(name, width, args.size, epochs, cache=args.cache,
                                         train_samples=common.QUICK_TRAIN_SAMPLES if args.quick else None)
-            rows.extend(int8_rows(fx, args, work / name))
-    stem = "table2b_int8_quantizers" + ("_quick" if args.quick else "")
+            rows.extend(per_fixture(fx, args, work / name))
+    stem += "_quick" if args.quick else ""
     if args.merge and (args.out / f"{stem}.json").exists():
         import json
 
@@ -270,6 +285,11 @@ def main_int8(args) -> dict:
         old = [r for r in json.loads((args.out / f"{stem}.json").read_text())["rows"] if r[0] not in done]
         order = [m for m, _ in common.FIXTURE_MODELS]
         rows = sorted(old + rows, key=lambda r: order.index(r[0]) if r[0] in order else len(order))
+    return rows, stem
+
+
+def main_int8(args) -> dict:
+    rows, stem = run_fixtures(args, int8_rows, "table2b_int8_quantizers")
     cols = ["model", "quantizer", "KB", "accuracy %", "drop pts", "top-1 agr %", "SQNR dB", "latency / fp32",
             "note"]
     common.write_results(stem, "Table 2b: int8 quantizers on held-out half B (198 digits), edgeconv's activation "
@@ -287,24 +307,7 @@ def main(argv=None) -> dict:
     args = parse(argv)
     if args.int8_only:
         return main_int8(args)
-    fixtures = [common.QUICK_MODEL] if args.quick else [
-        m for m in common.FIXTURE_MODELS if not args.models or m[0] in args.models]
-    epochs = common.QUICK_EPOCHS if args.quick else args.epochs
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="edgeconv-bench-q-") as tmp:
-        work = Path(args.work or tmp)
-        for name, width in fixtures:
-            fx = common.trained_fixture(name, width, args.size, epochs, cache=args.cache,
-                                        train_samples=common.QUICK_TRAIN_SAMPLES if args.quick else None)
-            rows.extend(bench_fixture(fx, args, work / name))
-    stem = "table2_quant_quality" + ("_quick" if args.quick else "")
-    if args.merge and (args.out / f"{stem}.json").exists():
-        import json
-
-        done = {r[0] for r in rows}
-        old = [r for r in json.loads((args.out / f"{stem}.json").read_text())["rows"] if r[0] not in done]
-        order = [m for m, _ in common.FIXTURE_MODELS]
-        rows = sorted(old + rows, key=lambda r: order.index(r[0]) if r[0] in order else len(order))
+    rows, stem = run_fixtures(args, bench_fixture, "table2_quant_quality")
     cols = ["model", "variant", "KB", "accuracy %", "drop pts", "top-1 agr %", "SQNR dB", "edgeconv verdict",
             "published ImageNet int8 drop pts"]
     common.write_results(stem, "Table 2: quantization quality on trained fixtures (397 held-out digits)", cols, rows,
