@@ -140,6 +140,7 @@ class ExportOptions:
     validation: ValidationOptions = field(default_factory=ValidationOptions)
     fallback: Fallback = "none"
     keep_float: tuple[str, ...] = ()
+    max_size_ratio: float = 0.5  # --fallback auto: the result at most this fraction of the fp32 .tflite
     command: str | None = None
     quiet: bool = False
     target: str | None = None
@@ -181,6 +182,8 @@ class ExportOptions:
             raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
         if self.fallback not in FALLBACKS:
             raise UsageError(f"fallback must be 'none' or 'auto', got {self.fallback!r}")
+        if not 0 < self.max_size_ratio:
+            raise UsageError(f"--max-size-ratio must be > 0, got {self.max_size_ratio}")
         if self.calib_samples < 1:
             raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
         parse_input_size(self.input_size)

@@ -71,6 +71,22 @@ def test_quant_quality_quick_compares_edgeconv_with_peers(dirs):
     _written(dirs["out"], "table2_quant_quality_quick")
 
 
+def test_quant_quality_int8_only_quick(dirs):
+    """Table 2b's quick mode: every int8 quantizer judged on half B, and a fallback that stays within its budget."""
+    quant_quality = _script("quant_quality")
+
+    res = quant_quality.main(["--quick", "--int8-only", "--fallback-sqnr", "99", "--cache", str(dirs["cache"]),
+                              "--out", str(dirs["out"]), "--work", str(dirs["work"] / "q8")])
+    rows = {r[1].split(" (")[0].split(",")[0]: r for r in res["rows"]}
+    fp32_kb = rows["fp32 TFLite"][2]
+    for variant in ("TFLiteConverter int8 recipe", "edgeconv int8", "onnxruntime quantize_static defaults"):
+        _, _, kb, acc, drop, agree, sqnr, _, _ = rows[variant]
+        assert 0 < kb < fp32_kb and 0 <= acc <= 100 and 0 <= agree <= 100 and sqnr is not None
+    fb = rows["edgeconv int8 --fallback auto"]
+    assert fb[2] <= 0.5 * fp32_kb + 0.1 and "not reached" in fb[1]  # 99 dB: unreachable, the budget holds
+    _written(dirs["out"], "table2b_int8_quantizers_quick")
+
+
 def test_export_time_quick_ratio(dirs):
     export_time = _script("export_time")
 

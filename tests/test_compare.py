@@ -96,17 +96,33 @@ def test_default_tolerances_and_overrides():
     assert default_tolerance("fp32", "onnx").atol == 1e-4
     assert default_tolerance("fp16").atol > default_tolerance("fp32").atol
     int8 = default_tolerance("int8", "tflite")
-    assert int8.atol is None and int8.min_sqnr == 20.0 and int8.min_top1 == 0.9
+    assert int8.atol is None and int8.min_sqnr == 16.0 and int8.min_top1 == 0.95 and int8.max_accuracy_drop == 1.0
     assert default_tolerance("int8", "onnx") == int8
     assert default_tolerance("int16x8").min_sqnr > int8.min_sqnr
     # --atol touches float artifacts only, --min-sqnr quantized ones only, --min-top1 every artifact
     assert tolerance_for("int8", atol=1.0) == int8
     assert tolerance_for("fp32", min_sqnr=99.0) == default_tolerance("fp32")
     assert tolerance_for("fp16", atol=0.5) == Tolerance(atol=0.5, rtol=0.0)
-    assert tolerance_for("int8", min_sqnr=30, min_top1=0.99) == Tolerance(min_sqnr=30, min_top1=0.99)
+    assert tolerance_for("int8", min_sqnr=30, min_top1=0.99) == Tolerance(min_sqnr=30, min_top1=0.99,
+                                                                          max_accuracy_drop=1.0)
     assert tolerance_for("fp32", min_top1=0.99).min_top1 == 0.99
     with pytest.raises(ValueError):
         default_tolerance("int4")
+
+
+def test_accuracy_drop_decides_with_labels():
+    """int8 by default: a 1.0-point accuracy drop passes, 1.5 points fails (only when labels are given)."""
+    ref = np.eye(10, dtype=np.float32)[np.arange(200) % 10]
+    y = np.arange(200) % 10
+    got = ref.copy()
+    got[:2] = np.roll(got[:2], 1, axis=1)  # 2 of 200 wrong: 1.0 point
+    tol = default_tolerance("int8")
+    c = compare_outputs([ref], [got], tol, labels=y)
+    assert [ch.name for ch in c.outputs[0].checks if ch.name == "accuracy"] == ["accuracy"] and c.outputs[0].passed
+    got[2] = np.roll(got[2], 1)  # 3 of 200: 1.5 points
+    c = compare_outputs([ref], [got], tol, labels=y)
+    assert not c.passed and any("accuracy drop 1.50 points > 1" in r for r in c.reasons)
+    assert all(ch.name != "accuracy" for ch in compare_outputs([ref], [got], tol).outputs[0].checks)
 
 
 def test_to_dict_is_strict_json():

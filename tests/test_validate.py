@@ -49,9 +49,10 @@ def test_honest_export_passes_and_writes_reports(folder, digits_calibration_npy)
     assert rep.artifact("tiny_mnv3_fp32.tflite").comparison.outputs[0].max_abs < 1e-4
     assert int8.layers is None  # layer-wise only on request or on failure
     d = json.loads((folder / "report.json").read_text())
-    assert d["passed"] is True and d["tolerances"]["tiny_mnv3_int8.tflite"] == {"min_sqnr": 20.0, "min_top1": 0.9}
+    assert d["passed"] is True and d["tolerances"]["tiny_mnv3_int8.tflite"] == {"min_sqnr": 16.0, "min_top1": 0.95,
+                                                                                  "max_accuracy_drop": 1.0}
     md = (folder / "report.md").read_text()
-    assert "# Validation of tiny_mnv3: PASS" in md and "SQNR>=20dB" in md
+    assert "# Validation of tiny_mnv3: PASS" in md and "SQNR>=16dB" in md
     rows = table_rows(rep)
     assert len(rows) == 4 and all(len(r) == len(table_columns()) for r in rows) and rows[2][-1] == "PASS"
 
@@ -88,7 +89,7 @@ def test_int8_from_different_weights_fails_and_is_named(folder, digits, digits_c
     assert not rep.passed
     assert [a.file for a in rep.failed] == ["tiny_mnv3_int8.tflite"]
     res = rep.artifact(bad.name)
-    assert res.sha256_ok and any(r.startswith("SQNR") and "< 20 dB" in r for r in res.reasons)
+    assert res.sha256_ok and any(r.startswith("SQNR") and "< 16 dB" in r for r in res.reasons)
     assert "tiny_mnv3_int8.tflite" in rep.summary_line()
     # a failing int8 gets its layer-wise report and plot automatically
     assert res.layers is not None and res.layers.layers and (folder / "tiny_mnv3_int8.layers.png").exists()

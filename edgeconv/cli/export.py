@@ -59,6 +59,8 @@ def preprocessing_from(mean, std, scale, bgr):
 @click.option("--no-validate", is_flag=True, help="Skip the validation against the Keras reference.")
 @click.option("--fallback", type=click.Choice(FALLBACKS), default="none", show_default=True,
               help="auto: when int8 misses its target, keep the worst layers in float and re-convert.")
+@click.option("--max-size-ratio", type=float, default=0.5, show_default=True,
+              help="--fallback auto: the int8 with float layers may be at most this fraction of the fp32 file.")
 @click.option("--keep-float", multiple=True, metavar="LAYER", help="Keep this layer in float in int8 (repeatable).")
 @click.option("--target", type=click.Choice(list(TARGETS)),
               help="Device class defaults: " + "; ".join(f"{t.name} = {t.help}" for t in TARGETS.values()))
@@ -79,8 +81,9 @@ def preprocessing_from(mean, std, scale, bgr):
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @debug_option
 def export(model, want, all_, io_type, calibration, calib_samples, out_dir, input_size, classes, alpha, width_items,
-           weights, mean, std, scale, bgr, opset, nchw, dynamic_batch, seed, no_validate, fallback, keep_float,
-           target, class_labels, output_kinds, model_version, no_rewrite, ort, rgb_input, custom_objects, unsafe_deserialization, data,
+           weights, mean, std, scale, bgr, opset, nchw, dynamic_batch, seed, no_validate, fallback, max_size_ratio,
+           keep_float, target, class_labels, output_kinds, model_version, no_rewrite, ort, rgb_input, custom_objects,
+           unsafe_deserialization, data,
            samples, atol, min_sqnr, min_top1, labels, quiet):
     """Export MODEL (zoo name, .keras, .h5 or SavedModel folder) to TFLite / ONNX and validate it.
 
@@ -100,7 +103,7 @@ def export(model, want, all_, io_type, calibration, calib_samples, out_dir, inpu
         input_size=input_size, classes=classes, width=width, weights=weights,
         preprocessing=preprocessing_from(mean, std, scale, bgr), opset=opset, nchw=nchw, seed=seed,
         validate=not no_validate, validation=validation_options(data, samples, atol, min_sqnr, min_top1, labels),
-        fallback=fallback, keep_float=tuple(keep_float), quiet=quiet, target=target, class_labels=class_labels,
+        fallback=fallback, max_size_ratio=max_size_ratio, keep_float=tuple(keep_float), quiet=quiet, target=target, class_labels=class_labels,
         model_version=model_version, rewrite=not no_rewrite, ort=ort, rgb_input=rgb_input, custom_objects=tuple(custom_objects),
         unsafe_deserialization=unsafe_deserialization, output_kinds=[(k, str(v)) for k, v in output_kinds],
         command=" ".join(shlex.quote(a) for a in ["edgeconv", *sys.argv[1:]]))

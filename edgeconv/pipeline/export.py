@@ -472,7 +472,7 @@ def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: Expor
     tol = tolerance_for("int8", "tflite", **vopts.overrides)
     with console.step("fallback: keep the worst int8 layers in float", opts.quiet):
         fb = auto_fallback(prep.saved_model, calib.x, val.x, ref, tol, keep_float=opts.keep_float,
-                           io_type=opts.io_type,
+                           io_type=opts.io_type, labels=val.labels, max_size_ratio=opts.max_size_ratio,
                            layer_report=failing.layers if failing.layers and failing.layers.layers else None,
                            outputs=prep.outputs or None)
     phone = PhoneOptions(opts.target, prep.labels, opts.model_version, opts.rewrite, tuple(prep.outputs))

@@ -1,36 +1,39 @@
-"""int8 that misses its target -> keep the worst layers in float (selective quantization), re-convert, re-validate.
+"""int8 that misses its target -> better activation ranges, then the fewest layers kept in float that reach it.
 
-Selective quantization goes through TF's public ``tf.lite.experimental.QuantizationDebugger``: it calibrates once,
-then ``QuantizationDebugOptions(denylisted_nodes=[...])`` + ``get_nondebug_quantized_model()`` re-quantizes in
-milliseconds with the named TFLite nodes (op output tensor names) left in float, wrapped in DEQUANTIZE / QUANTIZE.
-A :class:`edgeconv.verify.layerwise.LayerReport` of the failing int8 ranks the layers by what each one's own error
-costs the output (``LayerReport.worst``: its error alone injected into the float model), then the debugger's
-per-node statistics (rmse / scale of each op against the same op run in float on the same input) rank the rest:
-round 1 keeps every suspect one (rmse/scale > 0.7) in float, each later round doubles the count, the last keeps
-everything float. A layer kept in float also gets the producers of its inputs and the consumers of its output kept
-in float: the usual int8 failure is a tensor whose range one outlier channel stretches; the output ranking names
-the layer that *writes* it (its own rounding is what costs the output), rmse/scale flags the one *reading* it, and
-only with both in float does the tensor skip int8 (a float node alone is re-quantized for its int8 reader:
-measured 16.1 -> 15.4 dB on the tests' outlier model, 30.8 dB with its reader). When nothing passes within
-``max_rounds``, the whole model is tried as int16x8 as the last resort.
+Everything re-quantizes one calibration (:mod:`edgeconv.tflite.calibrate`: the TF converter's calibrate-only step,
+then its MLIR quantizer with a denylist; ~0.2 s per attempt on the fixtures). :func:`auto_fallback`:
+
+1. round 0: the plain int8 (the user's ``--keep-float`` layers in float). It is the floor: no result that is less
+   accurate (top-1 agreement, accuracy when labels are given) or has a lower SQNR is ever returned.
+2. activation ranges: every :data:`edgeconv.tflite.calibrate.CANDIDATES` policy (converter min/max, percentile and
+   MSE clipping), no size or speed cost; the best one on the validation data is kept for what follows.
+3. layer ranking by measured effect: each candidate layer is kept in float *alone* (with its neighbours: a tensor
+   with an outlier-stretched range only skips int8 when its writer and its readers are float) and the output SQNR
+   gain is measured. Layers are then added best-first, one per round, until the target is met, the size budget
+   (``max_size_ratio`` x the fp32 file) or the latency budget (``max_latency_ratio`` x fp32) would be exceeded, or
+   ``max_rounds`` is reached. Each history row says what the layer bought (dB) and cost (KB, ms).
+4. int16x8 of the whole model only when no int8 passed, and only within both budgets: it is about 30x slower than
+   fp32 on XNNPACK (RESULTS.md table 4), so with the default latency budget it is measured, reported and refused.
+   A model LiteRT cannot run as int16x8 (ViT: int16 SQUARED_DIFFERENCE in LiteRT 2.3) gets that as its verdict.
 """
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import math
-import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeconv.errors import EdgeconvError, UsageError
 from edgeconv.verify.compare import Tolerance, _json_float, compare_outputs
-from edgeconv.errors import EdgeconvError, UsageError, first_line
-from edgeconv.verify.layerwise import KERAS_SCOPE_SUFFIX, SUSPECT_RMSE_SCALE
 
 __all__ = ["FallbackResult", "auto_fallback", "convert_with_keep_float", "latency_ms"]
+
+#: Default budgets: a fallback file at most half the fp32 file (int8 is ~1/4 of it, so half the weights may go
+#: float) and at most 3x the latency of the slower of fp32 and the plain int8 (int16x8 is ~30x fp32 on XNNPACK,
+#: RESULTS.md table 4: refused).
+MAX_SIZE_RATIO = 0.5
+MAX_LATENCY_RATIO = 3.0
+MAX_CANDIDATES = 48  # layers whose float effect is measured one by one (the LayerReport's worst first)
 
 
 @dataclass
@@ -38,32 +41,43 @@ class FallbackResult:
     model_bytes: bytes
     kept_float: list[str]  # Keras layer names kept in float
     passed: bool
-    history: list[dict] = field(default_factory=list)  # round, kept_float, nodes, sqnr_db, top1, bytes, latency_ms
-    precision: str = "int8"  # "int16x8" when the int16x8 last resort was the one that passed
+    history: list[dict] = field(default_factory=list)  # round, action, kept_float, sqnr_db, top1, bytes, latency
+    precision: str = "int8"  # "int16x8" when the whole-model int16x8 was what passed
     nodes: list[str] = field(default_factory=list)  # TFLite node names kept float (the denylist)
+    stats: str = "minmax"  # the activation-range policy of the returned int8
+    budget: dict = field(default_factory=dict)  # fp32 bytes / latency and the limits derived from them
 
     def history_dicts(self) -> list[dict]:
         return [dict(h) for h in self.history]
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "precision": self.precision, "kept_float": self.kept_float,
-                "nodes": self.nodes, "history": self.history_dicts()}
+                "nodes": self.nodes, "stats": self.stats, "budget": dict(self.budget),
+                "history": self.history_dicts()}
 
     def summary(self) -> str:
         if not self.history:
             return "no fallback round ran"
-        first, last = self.history[0], self.history[-1]
+        first = self.history[0]
+        last = next((h for h in self.history if h.get("chosen")), first)
         what = (f"kept {len(self.kept_float)} layer(s) in float: {', '.join(self.kept_float)}" if self.kept_float
-                else f"switched to {self.precision}" if self.precision != "int8" else "nothing kept in float")
+                else f"switched to {self.precision}" if self.precision != "int8"
+                else f"activation ranges '{self.stats}'" if self.stats != "minmax" else "nothing kept in float")
         cost = (f"size {first['bytes'] / 1e3:.1f} -> {last['bytes'] / 1e3:.1f} KB, "
-                f"latency {first['latency_ms']:.2f} -> {last['latency_ms']:.2f} ms")
-        return f"{'passed' if self.passed else 'still failing'} after {len(self.history) - 1} round(s); {what}; {cost}"
+                f"latency {first['latency_ms']:.2f} -> {last['latency_ms']:.2f} ms, "
+                f"SQNR {_db(first['sqnr_db'])} -> {_db(last['sqnr_db'])} dB")
+        verdict = "passed" if self.passed else "still failing (the plain int8 is kept)" if last is first else \
+            "still failing"
+        return f"{verdict} after {len(self.history) - 1} attempt(s); {what}; {cost}"
+
+
+def _db(v) -> str:
+    return f"{v:.1f}" if isinstance(v, (int, float)) else str(v)
 
 
 def latency_ms(model_bytes: bytes, x: np.ndarray, runs: int = 10, num_threads: int = 1) -> float:
     """Median single-input latency on LiteRT (XNNPACK on, as on a phone's CPU), after one warm-up run."""
     from edgeconv.runtime.runners import LiteRTRunner
-
     from edgeconv.runtime.timing import time_call
 
     r = LiteRTRunner(model_bytes, num_threads=num_threads)
@@ -71,252 +85,179 @@ def latency_ms(model_bytes: bytes, x: np.ndarray, runs: int = 10, num_threads: i
     return float(np.median(time_call(lambda: r.run(x1), runs, warmup=1)))
 
 
-def _layer_of(node: str) -> str:
-    """The Keras layer a TFLite node computes: the first scope after the model's in the first fused op name."""
-    parts = node.split(";")[0].split("/")
-    return KERAS_SCOPE_SUFFIX.sub("", parts[1]) if len(parts) > 1 else node  # no scope: a model output tensor
+def convert_with_keep_float(saved_model_dir, calibration_x: np.ndarray, keep_float, io_type: str = "int",
+                            calibrated=None) -> bytes:
+    """int8 TFLite with the named layers (Keras layer names or TFLite node names) left in float.
+    ``calibrated``: an :class:`edgeconv.tflite.calibrate.Calibrated` to reuse instead of calibrating again."""
+    from edgeconv.tflite.calibrate import calibrate
+
+    cal = calibrated or calibrate(saved_model_dir, calibration_x, io_type)
+    return cal.quantize(denylist=list(keep_float), io_type=io_type)
 
 
-@contextlib.contextmanager
-def _debugger_quiet():
-    """The converter's chatter, and the DeprecationWarning QuantizationDebugger triggers by building a
-    ``tf.lite.Interpreter`` internally (TF 2.21 deprecates it; the debugger has no LiteRT option)."""
-    from edgeconv.tflite.convert import _quiet
-
-    with _quiet(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
-        yield
-
-
-def _layers_in(node: str) -> set[str]:
-    """Every Keras layer a (fused) TFLite node mentions, with and without the export's ``_1`` suffix."""
-    scopes = [piece.split("/")[1] for piece in node.split(";") if piece.count("/") >= 1]
-    return set(scopes) | {KERAS_SCOPE_SUFFIX.sub("", c) for c in scopes}
-
-
-class _Quantizer:
-    """Calibrate once, then re-quantize with any denylist (QuantizationDebugger, public TF API)."""
-
-    def __init__(self, saved_model_dir, calibration_x: np.ndarray, io_type: str, debug_x: np.ndarray | None = None):
-        import tensorflow as tf
-
-        from edgeconv.tflite.convert import make_converter
-
-        if calibration_x is None or len(calibration_x) == 0:
-            raise EdgeconvError("int8 with layers kept in float needs calibration data")
-        conv = make_converter(saved_model_dir, "int8", calibration_x, io_type)
-        # Float ops must be allowed: the denylisted nodes stay float between DEQUANTIZE / QUANTIZE.
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        dx = np.asarray(calibration_x if debug_x is None else debug_x, np.float32)[:16]
-        self._tf = tf
-        self._fully = io_type == "int"
-        self._uint8 = io_type == "uint8"  # float I/O from the debugger, then a uint8 interface (TF's own util)
-        try:
-            with _debugger_quiet():
-                self.debugger = tf.lite.experimental.QuantizationDebugger(
-                    converter=conv, debug_dataset=lambda: ([dx[i:i + 1]] for i in range(len(dx))),
-                    debug_options=tf.lite.experimental.QuantizationDebugOptions(fully_quantize=self._fully))
-        except Exception as e:  # the converter raises ConverterError / ValueError with long MLIR dumps
-            raise EdgeconvError(f"int8 calibration for selective quantization failed: "
-                                f"{first_line(e)}") from None
-        self.nodes = self._node_names()
-
-    def _node_names(self) -> list[str]:
-        """Op output names of the calibrated model in execution order; fills ``self.producers`` (node -> the
-        nodes whose outputs it reads)."""
-        from edgeconv.runtime.runners import LiteRTRunner
-
-        runner = LiteRTRunner(self.debugger.calibrated_model, xnnpack=False)
-        # a model output's op is named after the signature's tensor, not its layer: {output name: tensor name}
-        self.output_nodes = {s.name: s.tensor or s.name for s in runner.outputs}
-        details = runner.tensors()
-        ops = runner.ops()
-        made_by = {t: op for op in ops for t in op["outputs"]}
-
-        def sources(tensor, seen=()):  # through QUANTIZE / DEQUANTIZE to the op that computes the value
-            op = made_by.get(tensor)
-            if op is None or tensor in seen:
-                return []
-            if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
-                return [s for t in op["inputs"] for s in sources(t, (*seen, tensor))]
-            return [details[tensor]["name"]]
-
-        names, self.producers, self.consumers = [], {}, {}
-        for op in ops:
-            if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
-                continue
-            ins = [s for t in op["inputs"] if t >= 0 for s in sources(t)]
-            for t in op["outputs"]:
-                names.append(details[t]["name"])
-                self.producers[details[t]["name"]] = ins
-                for i in ins:
-                    self.consumers.setdefault(i, []).append(details[t]["name"])
-        return names
-
-    def with_neighbours(self, nodes) -> list[str]:
-        """``nodes`` plus the producers of their inputs and the consumers of their outputs: a tensor with a badly
-        spread range (one outlier channel) is squeezed through int8 unless both its writer and its readers are
-        float."""
-        out: list[str] = []
-        for n in nodes:
-            for m in [*self.producers.get(n, []), n, *self.consumers.get(n, [])]:
-                if m not in out:
-                    out.append(m)
-        return out
-
-    def stats(self) -> list[tuple[str, float]]:
-        """[(node, rmse / scale)] worst first: each quantized op against itself in float on the same input."""
-        with _debugger_quiet():
-            self.debugger.run()
-        buf = io.StringIO()
-        self.debugger.layer_statistics_dump(buf)
-        buf.seek(0)
-        out = []
-        for row in csv.DictReader(buf):
-            scale, mse = float(row["scale"] or 0), float(row["mean_squared_error"] or 0)
-            if scale > 0 and math.isfinite(mse):
-                out.append((row["tensor_name"], math.sqrt(mse) / scale))
-        return sorted(out, key=lambda r: r[1], reverse=True)
-
-    def quantize(self, denylist: list[str]) -> bytes:
-        data = self._quantize(denylist)
-        if self._uint8:
-            from tensorflow.lite.python.util import modify_model_io_type
-
-            data = bytes(modify_model_io_type(data, self._tf.uint8, self._tf.uint8))
-        return data
-
-    def _quantize(self, denylist: list[str]) -> bytes:
-        tf = self._tf
-        try:
-            with _debugger_quiet():
-                self.debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-                    denylisted_nodes=list(denylist), fully_quantize=self._fully)
-                return bytes(self.debugger.get_nondebug_quantized_model())
-        except ValueError:
-            # Workaround (TF 2.21 QuantizationDebugger): with every node denylisted the debug model has no
-            # NumericVerify op left and the options setter raises "Please check if the quantized model is in
-            # debug mode"; quantize the calibrated model directly, as the debugger itself does.
-            from tensorflow.lite.python import convert
-
-            with _debugger_quiet():
-                return bytes(convert.mlir_quantize(self.debugger.calibrated_model, fully_quantize=self._fully,
-                                                   denylisted_nodes=list(denylist)))
-
-    def resolve(self, names) -> list[str]:
-        """User names (Keras layer names or exact TFLite node names) -> TFLite node names."""
-        nodes = []
-        for name in names:
-            hits = ([n for n in self.nodes if n == name] or [n for n in self.nodes if name in _layers_in(n)]
-                    or [n for n in self.nodes if n == self.output_nodes.get(name)])
-            if not hits:
-                known = sorted({_layer_of(n) for n in self.nodes})
-                raise UsageError(f"--keep-float {name}: no TFLite op computes a layer of that name; "
-                                 f"layers: {', '.join(known)}")
-            nodes += [h for h in hits if h not in nodes]
-        return nodes
-
-
-def convert_with_keep_float(saved_model_dir, calibration_x: np.ndarray, keep_float, io_type: str = "int") -> bytes:
-    """int8 TFLite with the named layers (Keras layer names or TFLite node names) left in float."""
-    q = _Quantizer(saved_model_dir, calibration_x, io_type)
-    return q.quantize(q.resolve(list(keep_float)))
-
-
-def _evaluate(model_bytes: bytes, validation_x, reference_outputs, tolerance: Tolerance, outputs=None):
+def _evaluate(model_bytes: bytes, x, reference_outputs, tolerance: Tolerance, labels=None, outputs=None):
     """``outputs`` (OutputInfo per reference output): matched by name, each held to its kind's tolerance."""
     from edgeconv.runtime.runners import LiteRTRunner
 
     names = None if not outputs else [o.name for o in outputs]
-    got = LiteRTRunner(model_bytes, output_names=names).run(validation_x)
-    return compare_outputs(reference_outputs, got, tolerance, outputs=outputs)
+    got = LiteRTRunner(model_bytes, output_names=names).run(x)
+    return compare_outputs(reference_outputs, got, tolerance, labels=labels, outputs=outputs)
 
 
-def _row(rnd: int, what: str, nodes: list[str], model_bytes: bytes, cmp, validation_x) -> dict:
-    o = min(cmp.outputs, key=lambda oc: oc.sqnr_db)
-    return {"round": rnd, "action": what, "kept_float": sorted({_layer_of(n) for n in nodes}),
-            "nodes": list(nodes),
-            "sqnr_db": round(o.sqnr_db, 2) if math.isfinite(o.sqnr_db) else _json_float(o.sqnr_db),
-            "top1": o.top1_agreement, "passed": cmp.passed, "reasons": cmp.reasons, "bytes": len(model_bytes),
-            "latency_ms": round(latency_ms(model_bytes, validation_x), 3)}
+def _worst(cmp) -> tuple[float, float, float]:
+    """(lowest SQNR, lowest top-1 agreement, lowest accuracy) over the outputs; missing figures count as 1."""
+    sq = min(o.sqnr_db for o in cmp.outputs)
+    top1 = min((o.top1_agreement for o in cmp.outputs if o.top1_agreement is not None), default=1.0)
+    acc = min((o.accuracy for o in cmp.outputs if o.accuracy is not None), default=1.0)
+    return sq, top1, acc
 
 
-def _ranking(q: _Quantizer, stats: list[tuple[str, float]], layer_report=None) -> list[str]:
-    """Nodes worst first: the layers of a LayerReport of the plain int8 (its ``worst`` order: output cost) when
-    given, then the debugger's own per-node rmse/scale, then every other node in graph order."""
-    ranked: list[str] = []
-    if layer_report is not None:
-        for s in layer_report.worst(len(layer_report.layers)):
-            ranked += [n for n in q.nodes if (n == s.tensor or _layer_of(n) == s.layer) and n not in ranked]
-    ranked += [n for n, _ in stats if n not in ranked]
-    return ranked + [n for n in q.nodes if n not in ranked]
+def _no_worse(cmp, floor) -> bool:
+    """At least as accurate and as faithful as the plain int8 (``floor`` = its :func:`_worst`)."""
+    sq, top1, acc = _worst(cmp)
+    return sq >= floor[0] and top1 >= floor[1] and acc >= floor[2]
+
+
+class _Attempts:
+    """Evaluates candidate models and keeps the history rows."""
+
+    def __init__(self, x, ref, tol, labels, budget):
+        self.x, self.ref, self.tol, self.labels, self.budget = x, ref, tol, labels, budget
+        self.history: list[dict] = []
+
+    def row(self, action: str, model: bytes, cmp, kept: list[str], nodes: list[str], **extra) -> dict:
+        sq, top1, acc = _worst(cmp)
+        h = {"round": len(self.history), "action": action, "kept_float": kept, "nodes": list(nodes),
+             "sqnr_db": round(sq, 2) if math.isfinite(sq) else _json_float(sq), "top1": top1,
+             "accuracy": None if not any(o.accuracy is not None for o in cmp.outputs) else acc,
+             "passed": cmp.passed, "reasons": cmp.reasons, "bytes": len(model),
+             "latency_ms": round(latency_ms(model, self.x), 3), **extra}
+        h["within_budget"] = (h["bytes"] <= self.budget["max_bytes"]
+                              and h["latency_ms"] <= self.budget["max_latency_ms"])
+        self.history.append(h)
+        return h
 
 
 def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.ndarray, reference_outputs,
-                  tolerance: Tolerance, *, keep_float=(), io_type: str = "int", max_rounds: int = 8,
-                  layer_report=None, try_int16x8: bool = True, outputs=None) -> FallbackResult:
-    """Re-convert int8 with more and more of its worst layers in float until ``tolerance`` is met on
-    ``validation_x`` (against ``reference_outputs``, the Keras outputs), or nothing is left to try.
+                  tolerance: Tolerance, *, keep_float=(), io_type: str = "int", max_rounds: int = 12,
+                  layer_report=None, try_int16x8: bool = True, labels=None, max_size_ratio: float = MAX_SIZE_RATIO,
+                  max_latency_ratio: float = MAX_LATENCY_RATIO, calibrated=None,
+                  max_candidates: int = MAX_CANDIDATES, outputs=None) -> FallbackResult:
+    """Make the int8 meet ``tolerance`` on ``validation_x`` (against ``reference_outputs``, the Keras outputs) at
+    the smallest cost, never returning anything less accurate than the plain int8 (module docstring).
 
-    Round 0 is the int8 with only the user's ``keep_float`` layers in float. Round 1 keeps float every node whose
-    rmse/scale exceeds 0.7 (TF's "suspect" rule), or the single worst one; each later round doubles the count.
-    The last round keeps everything float. If that is still not reached within ``max_rounds`` (or never passes)
-    and ``try_int16x8``, the whole model is converted as int16x8. ``history`` has one row per round with the SQNR,
-    top-1 agreement, size and median latency (LiteRT, XNNPACK, 1 thread) so the report can state the cost.
-    ``outputs`` (:class:`edgeconv.verify.kinds.OutputInfo` per reference output) makes the target per output: each
-    is matched by name and held to its own kind's tolerance (a regression head to SQNR / cosine / range error).
+    ``labels``: held-out labels, so accuracy is part of "no worse". ``calibrated``: a
+    :class:`edgeconv.tflite.calibrate.Calibrated` of the same SavedModel to reuse. ``history`` has one row per
+    attempt (SQNR, top-1, size, median latency on LiteRT/XNNPACK 1 thread, ``gain_db`` for kept layers, ``chosen``
+    on the returned one). ``outputs`` (:class:`edgeconv.verify.kinds.OutputInfo` per reference output) makes the
+    target per output: each is matched by name and held to its own kind's tolerance.
     """
+    from edgeconv.tflite.calibrate import CANDIDATES, calibrate
+
     if max_rounds < 1:
         raise UsageError(f"max_rounds must be >= 1, got {max_rounds}")
-    validation_x = np.asarray(validation_x, np.float32)
-    q = _Quantizer(saved_model_dir, calibration_x, io_type, debug_x=validation_x)
-    base = q.resolve(list(keep_float))
-    model = q.quantize(base)
-    cmp = _evaluate(model, validation_x, reference_outputs, tolerance, outputs)
-    history = [_row(0, "int8" + (" with --keep-float" if base else ""), base, model, cmp, validation_x)]
-    best = (model, base, cmp)
-    if cmp.passed:
-        return _result(best, history, "int8")
-    stats = q.stats()
-    ranked = [n for n in _ranking(q, stats, layer_report) if n not in base]
-    suspects = sum(1 for n, v in stats if v > SUSPECT_RMSE_SCALE and n in ranked)
-    if layer_report is not None:
-        suspects = max(suspects, sum(s.suspect for s in layer_report.layers))
-    count = max(1, suspects)
-    for rnd in range(1, max_rounds + 1):
-        if rnd == max_rounds:
-            count = len(ranked)  # last round: every node float
-        chosen = ranked[:count]
-        nodes = base + [n for n in q.with_neighbours(chosen) if n not in base]
-        model = q.quantize(nodes)
-        cmp = _evaluate(model, validation_x, reference_outputs, tolerance, outputs)
-        history.append(_row(rnd, f"keep the {len(chosen)} worst node(s) and their neighbours float", nodes, model,
-                            cmp, validation_x))
-        if cmp.passed:
-            return _result((model, nodes, cmp), history, "int8")
-        if _worst_sqnr(cmp) > _worst_sqnr(best[2]):
-            best = (model, nodes, cmp)
-        if count >= len(ranked):
+    if not 0 < max_size_ratio:
+        raise UsageError(f"max_size_ratio must be > 0, got {max_size_ratio}")
+    x = np.asarray(validation_x, np.float32)
+    cal = calibrated or calibrate(saved_model_dir, calibration_x, io_type)
+    fp32 = cal.model  # the calibrated model is the float model (plus min/max fields)
+    budget = {"fp32_bytes": len(fp32), "max_bytes": int(max_size_ratio * len(fp32)),
+              "fp32_latency_ms": round(latency_ms(fp32, x), 3)}
+    budget["max_latency_ms"] = math.inf  # set from the plain int8's latency below
+    att = _Attempts(x, reference_outputs, tolerance, labels, budget)
+    base = cal.resolve(list(keep_float))
+    names = lambda nodes: sorted({cal.layer_of(n) for n in nodes})  # noqa: E731
+
+    def attempt(action, nodes, stats="minmax", precision="int8", **extra):
+        model = cal.quantize(denylist=nodes, stats=stats, io_type=io_type, precision=precision)
+        cmp = _evaluate(model, x, reference_outputs, tolerance, labels, outputs)
+        return model, cmp, att.row(action, model, cmp, names(nodes), nodes, stats=stats, precision=precision,
+                                   **extra)
+
+    plain, cmp0, row0 = attempt("int8" + (" with --keep-float" if base else ""), base)
+    floor = _worst(cmp0)
+    # the latency budget is relative to the slower of fp32 and the plain int8 (on tiny inputs int8 can be slower
+    # than fp32: fixed per-op costs), so noise in sub-0.1 ms timings cannot refuse every attempt
+    budget["max_latency_ms"] = round(max_latency_ratio * max(budget["fp32_latency_ms"], row0["latency_ms"]), 3)
+    row0["within_budget"] = row0["bytes"] <= budget["max_bytes"]
+    if not row0["within_budget"]:
+        budget["note"] = (f"the plain int8 is already {row0['bytes'] / len(fp32):.2f}x the fp32 file: no float layer "
+                          f"fits within max_size_ratio {max_size_ratio:g}")
+
+    def done(model, nodes, row, stats="minmax", precision="int8", passed=True):
+        row["chosen"] = True
+        return FallbackResult(model, names(nodes), passed, att.history, precision, list(nodes), stats, budget)
+
+    if cmp0.passed:
+        return done(plain, base, row0)
+
+    def acceptable(cmp, row) -> bool:
+        return cmp.passed and _no_worse(cmp, floor) and row["within_budget"]
+
+    # 2. activation ranges: free (same size, same speed)
+    stats, best_sq = "minmax", floor[0]
+    for s in CANDIDATES[1:]:
+        model, cmp, row = attempt(f"int8, activation ranges '{s}'", base, stats=s)
+        if acceptable(cmp, row):
+            return done(model, base, row, s)
+        if _no_worse(cmp, floor) and _worst(cmp)[0] > best_sq + 0.1:
+            stats, best_sq = s, _worst(cmp)[0]
+
+    # 3. rank candidate layers by what keeping each one float (with its neighbours) buys, measured
+    units, seen = [], set(base)
+    for n in _candidates(cal, layer_report, base)[:max_candidates]:
+        unit = [m for m in cal.with_neighbours([n]) if m not in seen]
+        if unit:
+            units.append((n, unit))
+            seen |= set(unit)
+    x_rank = x[:64]  # the ranking only orders the layers; the verdicts below use all of validation_x
+    ref_rank = [r[:64] for r in reference_outputs]
+    start = min(o.sqnr_db for o in _evaluate(cal.quantize(base, stats=stats, io_type=io_type), x_rank, ref_rank,
+                                                 tolerance, outputs=outputs).outputs)
+    gains = []
+    for n, unit in units:
+        m = cal.quantize(base + unit, stats=stats, io_type=io_type)
+        sq = min(o.sqnr_db for o in _evaluate(m, x_rank, ref_rank, tolerance, outputs=outputs).outputs)
+        gains.append((sq - start, len(m), n, unit))
+    gains = [g for g in gains if g[0] > 0]
+    gains.sort(key=lambda g: (-g[0], g[1]))
+
+    nodes, prev_sq = list(base), best_sq
+    for rnd, (gain, _, n, unit) in enumerate(gains[:max_rounds]):
+        trial = nodes + unit
+        model, cmp, row = attempt(f"keep {cal.layer_of(n)} float (+{len(unit) - 1} neighbour node(s))", trial,
+                                  stats=stats, gain_db=None)
+        row["gain_db"] = round(_worst(cmp)[0] - prev_sq, 2) if math.isfinite(_worst(cmp)[0]) else None
+        if not row["within_budget"]:
+            row["action"] += ": over the size/latency budget, not kept"
             break
-        count *= 2
+        nodes, prev_sq = trial, _worst(cmp)[0]
+        if acceptable(cmp, row):
+            return done(model, nodes, row, stats)
+
+    # 4. int16x8, whole model, last resort
     if try_int16x8:
-        from edgeconv.tflite.convert import convert_tflite
+        try:
+            model, cmp, row = attempt("int16x8 (whole model)", [], precision="int16x8")
+        except (EdgeconvError, RuntimeError, ValueError) as e:  # LiteRT refuses to prepare / run the file
+            att.history.append({"round": len(att.history), "action": "int16x8 (whole model)", "kept_float": [],
+                                "nodes": [], "sqnr_db": "nan", "top1": None, "accuracy": None, "passed": False,
+                                "reasons": [f"int16x8 cannot run here: {e}"], "bytes": 0, "latency_ms": 0.0,
+                                "within_budget": False, "precision": "int16x8"})
+        else:
+            if not row["within_budget"]:
+                row["action"] += ": over the latency/size budget, not chosen"
+            elif acceptable(cmp, row):
+                return done(model, [], row, precision="int16x8")
+    return done(plain, base, row0, passed=False)
 
-        model = convert_tflite(saved_model_dir, "int16x8", calibration_x, io_type)
-        cmp = _evaluate(model, validation_x, reference_outputs, tolerance, outputs)
-        history.append(_row(len(history), "int16x8 (whole model)", [], model, cmp, validation_x))
-        if cmp.passed:
-            return _result((model, [], cmp), history, "int16x8")
-    return _result(best, history, "int8", passed=False)
 
-
-def _worst_sqnr(cmp) -> float:
-    return min(o.sqnr_db for o in cmp.outputs)
-
-
-def _result(best, history, precision: str, passed: bool | None = None) -> FallbackResult:
-    model, nodes, cmp = best
-    return FallbackResult(model_bytes=model, kept_float=sorted({_layer_of(n) for n in nodes}),
-                          passed=cmp.passed if passed is None else passed, history=history, precision=precision,
-                          nodes=list(nodes))
-
+def _candidates(cal, layer_report, base) -> list[str]:
+    """Nodes to measure, most promising first: the LayerReport's worst layers (their own error's cost to the
+    output), then every other node in graph order."""
+    ranked: list[str] = []
+    nodes = [n for n in cal.nodes() if n not in base]
+    if layer_report is not None:
+        for s in layer_report.worst(len(layer_report.layers)):
+            ranked += [n for n in nodes if (n == s.tensor or cal.layer_of(n) == s.layer) and n not in ranked]
+    return ranked + [n for n in nodes if n not in ranked]

@@ -52,7 +52,7 @@ PROOF_SAMPLES = 4  # inputs the matches are proven on
 LOCAL_RANKING = "local SQNR (fp32: every error is float rounding, the output ranking is not computed)"
 RANKED_BY = ("output SQNR with only this layer's own error injected into the float model, measured on the logits "
              "when the model ends in a softmax (lower = costs more)")
-KERAS_SCOPE_SUFFIX = re.compile(r"_\d+$")
+from edgeconv.tflite.calibrate import KERAS_SCOPE_SUFFIX  # noqa: E402 - the export's "_1" suffix on Keras scopes
 
 __all__ = ["LayerStat", "LayerReport", "compare_layers", "HEALTHY_RMSE_SCALE", "SUSPECT_RMSE_SCALE",
            "PROOF_SQNR_DB", "RANKED_BY", "SelfTestFailed"]

@@ -176,15 +176,25 @@ def _fallback_md(fb: dict) -> str:
     hist = fb.get("history") or []
     lines = ["### Automatic fallback (--fallback auto)", "",
              f"The plain int8 missed its target; {'passed' if fb.get('passed') else 'still failing'} with "
-             f"{len(fb.get('kept_float') or [])} layer(s) kept in float.", ""]
+             f"{len(fb.get('kept_float') or [])} layer(s) kept in float"
+             + (f" and activation ranges '{fb['stats']}'" if fb.get("stats", "minmax") != "minmax" else "") + ".", ""]
+    budget = fb.get("budget") or {}
+    if budget:
+        lines += [f"Budget: at most {budget['max_bytes'] / 1e3:.1f} KB (fp32 {budget['fp32_bytes'] / 1e3:.1f} KB) and "
+                  f"{budget['max_latency_ms']:.3f} ms per image; never less accurate than the plain int8."
+                  + (f" {budget['note']}." if budget.get("note") else ""), ""]
     if hist:
-        cols = ["round", "action", "kept float", "SQNR dB", "top-1", "KB", "latency ms", "passed"]
+        cols = ["round", "action", "kept float", "SQNR dB", "bought dB", "top-1", "KB", "latency ms", "passed",
+                "chosen"]
         rows = [[h["round"], h["action"], ", ".join(h["kept_float"]) or "-", _num(h["sqnr_db"], ".1f")
-                 if not isinstance(h["sqnr_db"], str) else h["sqnr_db"], _pct(h["top1"]), f"{h['bytes'] / 1e3:.1f}",
-                 f"{h['latency_ms']:.3f}", "yes" if h["passed"] else "no"] for h in hist]
+                 if not isinstance(h["sqnr_db"], str) else h["sqnr_db"],
+                 "-" if h.get("gain_db") is None else f"{h['gain_db']:+.2f}", _pct(h["top1"]),
+                 f"{h['bytes'] / 1e3:.1f}", f"{h['latency_ms']:.3f}", "yes" if h["passed"] else "no",
+                 "yes" if h.get("chosen") else ""] for h in hist]
         lines.append(markdown_table(cols, rows))
-        lines += ["", f"Cost of the float layers: {hist[0]['bytes'] / 1e3:.1f} -> {hist[-1]['bytes'] / 1e3:.1f} KB, "
-                  f"{hist[0]['latency_ms']:.3f} -> {hist[-1]['latency_ms']:.3f} ms per image (LiteRT, XNNPACK, "
+        end = next((h for h in hist if h.get("chosen")), hist[-1])
+        lines += ["", f"Cost of the result: {hist[0]['bytes'] / 1e3:.1f} -> {end['bytes'] / 1e3:.1f} KB, "
+                  f"{hist[0]['latency_ms']:.3f} -> {end['latency_ms']:.3f} ms per image (LiteRT, XNNPACK, "
                   f"1 thread)."]
     return "\n".join(lines)
 
