@@ -144,6 +144,7 @@ class ExportOptions:
     ort: bool = False  # also the ORT format (.ort, onnxruntime Mobile) of every ONNX artifact
     custom_objects: tuple[str, ...] = ()
     unsafe_deserialization: bool = False
+    jobs: int | None = None  # conversions at once (this process + workers); None: cores and memory decide
 
     def __post_init__(self):  # accept lists where tuples are meant; frozen, so through object.__setattr__
         object.__setattr__(self, "precisions", tuple(self.precisions))
@@ -167,6 +168,8 @@ class ExportOptions:
             raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
         if self.fallback not in FALLBACKS:
             raise UsageError(f"fallback must be 'none' or 'auto', got {self.fallback!r}")
+        if self.jobs is not None and self.jobs < 1:
+            raise UsageError(f"--jobs must be >= 1, got {self.jobs}")
         if self.calib_samples < 1:
             raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
         parse_input_size(self.input_size)

@@ -254,18 +254,93 @@ def _convert_one(p: Precision, ctx: ConvertContext, prep: Prepared, stage: Path)
     return Artifact(p, record, seconds, warnings), converted
 
 
-def convert_all(prep: Prepared, selected: list[Precision], opts: ExportOptions, stage: Path) -> list[Artifact]:
-    """Every selected precision, in table order, staged in ``stage``. The float ONNX feeds the ONNX int8."""
+# Rough relative cost of each conversion, to hand the longest ones out first (calibration dominates int8 / int16x8).
+_COST = {"int8": 3, "int16x8": 3, "onnx": 2, "onnx_int8": 2}
+
+
+def convert_all(prep: Prepared, selected: list[Precision], opts: ExportOptions, stage: Path,
+                pool=None) -> list[Artifact]:
+    """Every selected precision, staged in ``stage``, returned in table order. The float ONNX feeds the ONNX int8.
+
+    With a :class:`~edgeconv.pipeline.workers.WorkerPool` the TFLite conversions also run in its worker processes
+    while this process converts: the ONNX chain (tf2onnx needs the Keras model in memory, the ONNX int8 needs the
+    float ONNX) stays here, the longest TFLite conversions go out first, and this process takes the shortest
+    remaining ones when it has nothing else. Each artifact's bytes are what the sequential path writes."""
     ctx = ConvertContext(prep.loaded, prep.saved_model, prep.calibration_x, opts)
+    done: dict[str, Artifact] = {}
+    local = [p for p in selected if p.format != "tflite"]
+    tflite = sorted((p for p in selected if p.format == "tflite"), key=lambda p: -_COST.get(p.key, 1))
+    if pool is not None and len(pool):
+        pool.init({"prep": _for_worker(prep), "stage": stage, "options": opts})
+    try:
+        while local or tflite or (pool is not None and pool.busy):
+            if pool is not None:
+                for i in pool.idle():
+                    if tflite and (local or len(tflite) > 1):  # this process has the model: it keeps one
+                        p = tflite.pop(0) if local else tflite.pop()
+                        pool.submit(i, p.key, p.key)
+                _collect(pool, done, opts.quiet, block=not local and not tflite)
+            if local:
+                p = local.pop(0)
+            elif tflite:
+                p = tflite.pop(0)
+            else:
+                continue
+            artifact, converted = _convert_one(p, ctx, prep, stage)
+            if p.key == "onnx":
+                ctx = replace(ctx, onnx_fp32=converted)
+            done[p.key] = artifact
+            if opts.ort and p.format == "onnx":
+                done[f"{p.key}_ort"] = _ort_artifact(artifact, stage, opts.quiet)
+    finally:
+        if pool is not None and pool.busy:  # an error here: let running workers finish before the stage goes
+            pool.close()
     out = []
     for p in selected:
-        artifact, converted = _convert_one(p, ctx, prep, stage)
-        if p.key == "onnx":
-            ctx = replace(ctx, onnx_fp32=converted)
-        out.append(artifact)
-        if opts.ort and p.format == "onnx":
-            out.append(_ort_artifact(artifact, stage, opts.quiet))
+        out.append(done[p.key])
+        if f"{p.key}_ort" in done:
+            out.append(done[f"{p.key}_ort"])
     return out
+
+
+def _collect(pool, done: dict, quiet: bool, block: bool) -> None:
+    """Take the answers of the workers that have finished (with ``block``: wait for one)."""
+    import select
+
+    ready = pool.ready()
+    if block and not ready and pool.busy:
+        select.select([pool.procs[i].stdout for i in pool.busy], [], [])
+        ready = pool.ready()
+    for i in ready:
+        key, artifact = pool.collect(i)
+        done[key] = artifact
+        if not quiet:
+            console.info(f"done convert {key} ({artifact.seconds:.1f} s, in a worker process)")
+
+
+def _for_worker(prep: Prepared) -> Prepared:
+    """``prep`` without what does not cross a process boundary: the Keras model (the worker loads the export's own
+    ``.keras`` reference) and imported custom-object modules (it re-imports ``--custom-objects``)."""
+    return replace(prep, loaded=replace(prep.loaded, model=None, custom_objects=None))
+
+
+def convert_in_worker(state: dict, key: str) -> Artifact:
+    """In a worker process (:mod:`edgeconv.pipeline.workers`): convert and stage one precision, as
+    :func:`_convert_one` does in the export's own process."""
+    prep: Prepared = state["prep"]
+    if prep.loaded.model is None:  # first conversion here: the model the export saved as its reference
+        from edgeconv.pipeline.custom_objects import import_custom_objects
+        from edgeconv.pipeline.load import load_keras_model
+
+        o = state["options"]
+        custom = import_custom_objects(o.custom_objects) if o.custom_objects else None
+        model, _ = load_keras_model(state["stage"] / prep.reference_file, custom_objects=custom,
+                                    unsafe_deserialization=o.unsafe_deserialization)
+        prep = state["prep"] = replace(prep, loaded=replace(prep.loaded, model=model, custom_objects=custom))
+    opts = replace(state["options"], quiet=True)  # the parent reports progress
+    ctx = ConvertContext(prep.loaded, prep.saved_model, prep.calibration_x, opts)
+    artifact, _ = _convert_one(PRECISIONS[key], ctx, prep, state["stage"])
+    return artifact
 
 
 ORT_CONFIG_SUFFIX = ".required_operators.config"
@@ -393,9 +468,14 @@ def export(source, options: ExportOptions | None = None, **overrides) -> ExportR
     _check_writable(out_root)
     stage = Path(tempfile.mkdtemp(prefix=".edgeconv-partial-", dir=out_root))
     work = Path(tempfile.mkdtemp(prefix="edgeconv-trace-"))
+    pool = _start_workers(selected, opts)  # started now: their TensorFlow import overlaps prepare()
     try:
         prep = prepare(source, opts, selected, stage, work)
-        artifacts = convert_all(prep, selected, opts, stage)
+        if pool is not None:
+            pool.shrink(_worker_count(selected, opts, prep.saved_model)[0])
+        artifacts = convert_all(prep, selected, opts, stage, pool)
+        if pool is not None:
+            pool.close()  # their memory is free again before validation
         manifest = build_manifest(prep, artifacts, opts, stage, opts.command or _python_call(source, opts))
         final = out_root / prep.name
         extra_files = {LABELS_FILE: labels_text(prep.labels).encode("utf-8")} if prep.labels is not None else {}
@@ -414,45 +494,67 @@ def export(source, options: ExportOptions | None = None, **overrides) -> ExportR
             result.validation, result.fallback, notes = validate_and_fallback(final, manifest, prep, opts)
             result.warnings += notes
     finally:
+        if pool is not None:
+            pool.close()
         shutil.rmtree(stage, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _worker_count(selected: list[Precision], opts: ExportOptions, saved_model: Path | None = None):
+    """(worker processes, why) for this export: the TFLite conversions can run apart; the ONNX chain is one more."""
+    from edgeconv.pipeline.workers import worker_count
+
+    tasks = sum(p.format == "tflite" for p in selected) + any(p.format != "tflite" for p in selected)
+    return worker_count(tasks, opts.jobs, saved_model)
+
+
+def _start_workers(selected: list[Precision], opts: ExportOptions):
+    n, _ = _worker_count(selected, opts)
+    if n == 0:
+        return None
+    from edgeconv.pipeline.workers import WorkerPool
+
+    return WorkerPool(n)
 
 
 def validate_and_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: ExportOptions):
     """-> (ValidationReport, FallbackResult | None, warnings). With ``fallback="auto"`` an int8 TFLite that fails
     is re-converted with its worst layers in float (:mod:`edgeconv.verify.fallback`), re-published and
     re-validated."""
+    from edgeconv.verify.validate import reference_for
     from edgeconv.verify.validate import validate as run_validation
 
     vopts = replace(opts.validation, seed=opts.seed, unsafe_deserialization=opts.unsafe_deserialization,
                     custom_objects=opts.validation.custom_objects or opts.custom_objects)
     with console.step("validate against the Keras reference", opts.quiet):
-        report = run_validation(final, vopts)
+        # One Keras reference (the in-memory model the export saved, its outputs on the held-out inputs) for the
+        # validation, the fallback rounds and the re-validation after them.
+        ref = reference_for(final, vopts, model=prep.loaded.model, manifest=manifest)
+        report = run_validation(final, vopts, reference=ref)
     int8_file = INT8.filename(prep.name)
     failed = any(not a.passed for a in report.artifacts if a.file == int8_file)
     if opts.fallback != "auto" or not failed:
         return report, None, []
-    fb, notes = _apply_fallback(final, manifest, prep, opts, report.artifact(int8_file), int8_file)
+    fb, notes = _apply_fallback(final, manifest, prep, opts, report.artifact(int8_file), int8_file, ref)
     with console.step("re-validate after fallback", opts.quiet):
-        report = run_validation(final, vopts)
+        report = run_validation(final, vopts, reference=ref)
     return report, fb, notes
 
 
-def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: ExportOptions, failing, file: str):
-    """The int8 TFLite failed validation: keep its worst layers in float until it passes (edgeconv.verify.fallback)."""
+def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: ExportOptions, failing, file: str,
+                    ref):
+    """The int8 TFLite failed validation: keep its worst layers in float until it passes (edgeconv.verify.fallback).
+    ``ref`` is the validation's :class:`~edgeconv.verify.validate.KerasReference`: the same held-out inputs and
+    Keras outputs judge every round."""
     from edgeconv.pipeline.phone_ready import PhoneOptions, finish_tflite
-    from edgeconv.runtime.runners import KerasRunner
     from edgeconv.verify.compare import tolerance_for
     from edgeconv.verify.fallback import auto_fallback
-    from edgeconv.verify.validate import validation_inputs
 
     vopts, loaded, calib = opts.validation, prep.loaded, prep.calib
-    val, _, _ = validation_inputs(manifest, replace(vopts, seed=opts.seed))  # the same held-out data as validation
-    ref = KerasRunner(loaded.model).run(val.x)
     tol = tolerance_for("int8", "tflite", **vopts.overrides)
     with console.step("fallback: keep the worst int8 layers in float", opts.quiet):
-        fb = auto_fallback(prep.saved_model, calib.x, val.x, ref, tol, keep_float=opts.keep_float,
+        fb = auto_fallback(prep.saved_model, calib.x, ref.x, ref.outputs, tol, keep_float=opts.keep_float,
                            io_type=opts.io_type,
                            layer_report=failing.layers if failing.layers and failing.layers.layers else None)
     phone = PhoneOptions(opts.target, prep.labels, opts.model_version, opts.rewrite)
