@@ -15,6 +15,7 @@ seeded locally (:func:`edgeconv.pipeline.seeding.seeded`), native output is the 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -187,6 +188,15 @@ def _labels(loaded: LoadedModel, opts: ExportOptions) -> tuple[list[str] | None,
     return None, None
 
 
+@contextlib.contextmanager
+def _timed(seconds: dict, key: str, description: str, quiet: bool):
+    """A progress step whose wall time is also kept in ``seconds[key]`` (:attr:`ExportResult.seconds`)."""
+    t0 = time.perf_counter()
+    with console.step(description, quiet):
+        yield
+    seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
+
+
 def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path, work: Path) -> Prepared:
     """Load -> labels -> calibration inputs -> (random zoo weights: BN statistics) -> Keras reference -> trace."""
     from edgeconv.pipeline.trace import trace
@@ -194,7 +204,7 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
     warnings: list[str] = []
     seconds: dict[str, float] = {}
     with seeded(opts.seed):  # zoo weights and BN estimation are reproducible; the caller's RNGs are left alone
-        with console.step(f"load {source}", opts.quiet):
+        with _timed(seconds, "load", f"load {source}", opts.quiet):
             loaded = load_model(source, weights=opts.weights, input_size=opts.input_size, classes=opts.classes,
                                 width=opts.width, preprocessing=opts.preprocessing,
                                 custom_objects=opts.custom_objects,
@@ -208,22 +218,22 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
         warnings += plan.warnings
         calib = None
         if any(p.needs_calibration for p in selected):
-            with console.step("load calibration data", opts.quiet):
+            with _timed(seconds, "calibration data", "load calibration data", opts.quiet):
                 calib = _calibration_inputs(loaded, opts.calibration, plan.calibration_count, opts.seed)
             warnings += calib.warnings
             if len(calib.x) < plan.calibration_count:
                 warnings.append(f"calibration: only {len(calib.x)} samples available "
                                 f"(asked for {plan.calibration_count})")
+        t0 = time.perf_counter()
         weights, note = _init_weights(loaded, opts, calib)
+        seconds["weights"] = time.perf_counter() - t0  # BatchNorm estimation of random weights, else ~0
     if note:
         warnings.append(note)
     ref_file = f"{loaded.name}.keras"
-    with console.step("save Keras reference", opts.quiet):
+    with _timed(seconds, "reference", "save Keras reference", opts.quiet):
         save_reference(loaded.model, stage / ref_file)
-    t0 = time.perf_counter()
-    with console.step(f"trace {loaded.name} (batch {opts.batch_size or 'dynamic'})", opts.quiet):
+    with _timed(seconds, "trace", f"trace {loaded.name} (batch {opts.batch_size or 'dynamic'})", opts.quiet):
         saved_model = trace(loaded.model, work, opts.batch_size)
-    seconds["trace"] = time.perf_counter() - t0
     return Prepared(loaded, calib, weights, labels, ref_file, saved_model, warnings, seconds, plan=plan,
                     labels_source=labels_source)
 
@@ -473,7 +483,10 @@ def export(source, options: ExportOptions | None = None, **overrides) -> ExportR
         prep = prepare(source, opts, selected, stage, work)
         if pool is not None:
             pool.shrink(_worker_count(selected, opts, prep.saved_model)[0])
+        t0 = time.perf_counter()
         artifacts = convert_all(prep, selected, opts, stage, pool)
+        convert_seconds = time.perf_counter() - t0  # wall time of all conversions (they may overlap)
+        n_workers = 0 if pool is None else len(pool)
         if pool is not None:
             pool.close()  # their memory is free again before validation
         manifest = build_manifest(prep, artifacts, opts, stage, opts.command or _python_call(source, opts))
@@ -486,12 +499,15 @@ def export(source, options: ExportOptions | None = None, **overrides) -> ExportR
         warnings = prep.warnings + [w for a in artifacts for w in a.warnings]
         if any(p.key == "int16x8" for p in selected):
             warnings.insert(0, INT16X8_SPEED_NOTE)
-        seconds = {**prep.seconds, **{a.precision.key: a.seconds for a in artifacts}}
+        seconds = {**prep.seconds, **{a.record.key: a.seconds for a in artifacts}, "convert": convert_seconds,
+                   "workers": n_workers}
         result = ExportResult(final, prep.name, manifest,
                               None if prep.calib is None else prep.calib.describe(), seconds, warnings=warnings,
                               options=opts)
         if opts.validate:
+            t0 = time.perf_counter()
             result.validation, result.fallback, notes = validate_and_fallback(final, manifest, prep, opts)
+            seconds["validate"] = time.perf_counter() - t0  # with --fallback auto: its rounds too
             result.warnings += notes
     finally:
         if pool is not None:
