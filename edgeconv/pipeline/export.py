@@ -197,8 +197,11 @@ def _timed(seconds: dict, key: str, description: str, quiet: bool):
     seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
 
 
-def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path, work: Path) -> Prepared:
-    """Load -> labels -> calibration inputs -> (random zoo weights: BN statistics) -> Keras reference -> trace."""
+def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path, work: Path,
+            on_loaded=None) -> Prepared:
+    """Load -> labels -> calibration inputs -> (random zoo weights: BN statistics) -> Keras reference -> trace.
+    ``on_loaded(loaded)`` runs right after the load (the export starts its conversion workers there, so their
+    TensorFlow import overlaps the rest of this stage)."""
     from edgeconv.pipeline.trace import trace
 
     warnings: list[str] = []
@@ -211,6 +214,8 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
                                 unsafe_deserialization=opts.unsafe_deserialization)
             if opts.rgb_input:
                 loaded = with_rgb_input(loaded)
+        if on_loaded is not None:
+            on_loaded(loaded)
         warnings += loaded.warnings
         labels, labels_source = _labels(loaded, opts)
         plan = plan_data(opts.calibration, opts.validation.data, opts.calib_samples, opts.validation.samples,
@@ -281,11 +286,12 @@ def convert_all(prep: Prepared, selected: list[Precision], opts: ExportOptions, 
     local = [p for p in selected if p.format != "tflite"]
     tflite = sorted((p for p in selected if p.format == "tflite"), key=lambda p: -_COST.get(p.key, 1))
     if pool is not None and len(pool):
-        pool.init({"prep": _for_worker(prep), "stage": stage, "options": opts})
+        pool.init({"prep": _for_worker(prep, Path(prep.saved_model).parent / "calibration.npy"), "stage": stage,
+                   "options": opts})
     try:
         while local or tflite or (pool is not None and pool.busy):
             if pool is not None:
-                for i in pool.idle():
+                for i in pool.idle(wait=opts.jobs is not None):
                     if tflite and (local or len(tflite) > 1):  # this process has the model: it keeps one
                         p = tflite.pop(0) if local else tflite.pop()
                         pool.submit(i, p.key, p.key)
@@ -328,16 +334,23 @@ def _collect(pool, done: dict, quiet: bool, block: bool) -> None:
             console.info(f"done convert {key} ({artifact.seconds:.1f} s, in a worker process)")
 
 
-def _for_worker(prep: Prepared) -> Prepared:
+def _for_worker(prep: Prepared, calibration_file: Path) -> Prepared:
     """``prep`` without what does not cross a process boundary: the Keras model (the worker loads the export's own
-    ``.keras`` reference) and imported custom-object modules (it re-imports ``--custom-objects``)."""
-    return replace(prep, loaded=replace(prep.loaded, model=None, custom_objects=None))
+    ``.keras`` reference), imported custom-object modules (it re-imports ``--custom-objects``); the calibration
+    inputs go through ``calibration_file`` (a .npy the worker maps) rather than the pipe."""
+    calib = prep.calib
+    if calib is not None:
+        np.save(calibration_file, calib.x)
+        calib = replace(calib, x=str(calibration_file))
+    return replace(prep, calib=calib, loaded=replace(prep.loaded, model=None, custom_objects=None))
 
 
 def convert_in_worker(state: dict, key: str) -> Artifact:
     """In a worker process (:mod:`edgeconv.pipeline.workers`): convert and stage one precision, as
     :func:`_convert_one` does in the export's own process."""
     prep: Prepared = state["prep"]
+    if prep.calib is not None and isinstance(prep.calib.x, str):
+        prep = state["prep"] = replace(prep, calib=replace(prep.calib, x=np.load(prep.calib.x)))
     if prep.loaded.model is None:  # first conversion here: the model the export saved as its reference
         from edgeconv.pipeline.custom_objects import import_custom_objects
         from edgeconv.pipeline.load import load_keras_model
@@ -478,15 +491,17 @@ def export(source, options: ExportOptions | None = None, **overrides) -> ExportR
     _check_writable(out_root)
     stage = Path(tempfile.mkdtemp(prefix=".edgeconv-partial-", dir=out_root))
     work = Path(tempfile.mkdtemp(prefix="edgeconv-trace-"))
-    pool = _start_workers(selected, opts)  # started now: their TensorFlow import overlaps prepare()
+    pools = []  # started once the model is loaded: their TensorFlow import overlaps the rest of prepare()
     try:
-        prep = prepare(source, opts, selected, stage, work)
+        prep = prepare(source, opts, selected, stage, work,
+                       on_loaded=lambda loaded: pools.append(_start_workers(selected, opts, loaded)))
+        pool = pools[0] if pools else None
         if pool is not None:
-            pool.shrink(_worker_count(selected, opts, prep.saved_model)[0])
+            pool.shrink(_worker_count(selected, opts, prep.saved_model, prep.loaded)[0])
         t0 = time.perf_counter()
         artifacts = convert_all(prep, selected, opts, stage, pool)
         convert_seconds = time.perf_counter() - t0  # wall time of all conversions (they may overlap)
-        n_workers = 0 if pool is None else len(pool)
+        n_workers = 0 if pool is None else len(pool.initialized)  # the workers that did convert
         if pool is not None:
             pool.close()  # their memory is free again before validation
         manifest = build_manifest(prep, artifacts, opts, stage, opts.command or _python_call(source, opts))
@@ -510,23 +525,24 @@ def export(source, options: ExportOptions | None = None, **overrides) -> ExportR
             seconds["validate"] = time.perf_counter() - t0  # with --fallback auto: its rounds too
             result.warnings += notes
     finally:
-        if pool is not None:
-            pool.close()
+        for pool in pools:
+            if pool is not None:
+                pool.close()
         shutil.rmtree(stage, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     return result
 
 
-def _worker_count(selected: list[Precision], opts: ExportOptions, saved_model: Path | None = None):
+def _worker_count(selected: list[Precision], opts: ExportOptions, saved_model: Path | None, loaded: LoadedModel):
     """(worker processes, why) for this export: the TFLite conversions can run apart; the ONNX chain is one more."""
     from edgeconv.pipeline.workers import worker_count
 
     tasks = sum(p.format == "tflite" for p in selected) + any(p.format != "tflite" for p in selected)
-    return worker_count(tasks, opts.jobs, saved_model)
+    return worker_count(tasks, opts.jobs, saved_model, params=int(loaded.model.count_params()))
 
 
-def _start_workers(selected: list[Precision], opts: ExportOptions):
-    n, _ = _worker_count(selected, opts)
+def _start_workers(selected: list[Precision], opts: ExportOptions, loaded: LoadedModel):
+    n, _ = _worker_count(selected, opts, None, loaded)
     if n == 0:
         return None
     from edgeconv.pipeline.workers import WorkerPool

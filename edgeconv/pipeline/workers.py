@@ -34,6 +34,7 @@ __all__ = ["worker_count", "WorkerPool", "available_memory"]
 WORKER_BASE_BYTES = 900 * 2 ** 20
 WORKER_MODEL_FACTOR = 8
 PARENT_RESERVE_BYTES = 2 ** 30
+MIN_PARAMS = 500_000  # below: a TFLite conversion takes ~1 s, less than a worker's start (TF import, ~4 s)
 
 
 def cpu_count() -> int:
@@ -59,12 +60,17 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def worker_count(tasks: int, jobs: int | None, saved_model: Path | None = None) -> tuple[int, str]:
-    """-> (worker processes to start, why). ``tasks`` is the number of conversions that could run apart."""
+def worker_count(tasks: int, jobs: int | None, saved_model: Path | None = None, params: int | None = None
+                 ) -> tuple[int, str]:
+    """-> (worker processes to start, why). ``tasks`` is the number of conversions that could run apart; ``params``
+    the model's parameter count: automatically (``jobs`` None) a model under :data:`MIN_PARAMS` gets none (its
+    conversions take less than a worker's start)."""
     lanes = cpu_count() if jobs is None else jobs
     want = max(0, min(lanes, tasks) - 1)
     if want == 0:
         return 0, "sequential" if jobs == 1 else f"{tasks} conversion(s), {lanes} lane(s)"
+    if jobs is None and params is not None and params < MIN_PARAMS:
+        return 0, f"small model ({params:,} parameters): converted faster than a worker starts"
     avail = available_memory()
     if avail is not None and saved_model is not None:
         per = WORKER_BASE_BYTES + WORKER_MODEL_FACTOR * _dir_bytes(saved_model)
@@ -101,18 +107,42 @@ class WorkerPool:
         self.procs = [subprocess.Popen([sys.executable, "-m", "edgeconv.pipeline.workers"], stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, env=env) for _ in range(size)]
         self.busy: dict[int, object] = {}  # worker index -> key of the precision it converts
+        self.started: set[int] = set()  # workers that said they have imported TensorFlow
+        self.initialized: set[int] = set()  # workers that got the export's payload (:meth:`init`)
+        self.dead: set[int] = set()  # workers that exited before they started
+        self.payload = None
 
     def __len__(self) -> int:
         return len(self.procs)
 
     def init(self, payload) -> None:
-        for p in self.procs:
-            _send(p.stdin, ("init", payload))
+        """What every conversion of this export needs; sent to a worker with its first conversion (a worker still
+        importing TensorFlow is not waited for)."""
+        self.payload, self.initialized = payload, set()
 
-    def idle(self) -> list[int]:
-        return [i for i in range(len(self.procs)) if i not in self.busy]
+    def idle(self, wait: bool = False) -> list[int]:
+        """Workers ready for a conversion: started (TensorFlow imported) and not busy. Without ``wait`` this never
+        blocks: until a worker has started, the export's own process converts (a small model may be done before any
+        worker is); with ``wait`` (an explicit ``--jobs``) it waits for every worker to start."""
+        import select
+
+        waiting = [i for i in range(len(self.procs)) if i not in self.started | self.dead]
+        while waiting:
+            r, _, _ = select.select([self.procs[i].stdout for i in waiting], [], [], None if wait else 0)
+            for i in waiting:
+                if self.procs[i].stdout in r:
+                    try:
+                        status, _ = _recv(self.procs[i].stdout)
+                    except EOFError:  # it could not start (its stderr says why): convert without it
+                        status = "dead"
+                    (self.started if status == "started" else self.dead).add(i)
+            waiting = [i for i in waiting if i not in self.started | self.dead] if wait else []
+        return [i for i in sorted(self.started) if i not in self.busy]
 
     def submit(self, i: int, key, task) -> None:
+        if i not in self.initialized:
+            _send(self.procs[i].stdin, ("init", self.payload))
+            self.initialized.add(i)
         _send(self.procs[i].stdin, ("convert", task))
         self.busy[i] = key
 
@@ -141,12 +171,15 @@ class WorkerPool:
     def shrink(self, size: int) -> None:
         """Keep ``size`` workers (the memory bound, known once the model is traced); stop the others."""
         extra, self.procs = self.procs[size:], self.procs[:size]
+        self.started &= set(range(size))
+        self.dead &= set(range(size))
         _stop(extra)
 
     def close(self) -> None:
         _stop(self.procs)
         self.procs = []
         self.busy = {}
+        self.started = set()
 
 
 def _stop(procs) -> None:
@@ -171,6 +204,7 @@ def _serve(proto_in, proto_out) -> None:  # pragma: no cover - runs in the worke
     import tensorflow  # noqa: F401 - the slow import, done while the parent still prepares
     from tensorflow.lite.python import lite  # noqa: F401
 
+    _send(proto_out, ("started", None))
     state: dict = {}
     while True:
         try:
