@@ -107,6 +107,7 @@ def child(args) -> dict:
     calib = _calibration(name, args.size, args.calib) if variant == "tutorial" else None
     err, steps, verdicts = None, {}, {}
     with quiet_native():
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         try:
             if variant == "tutorial":
@@ -130,10 +131,19 @@ def child(args) -> dict:
         except Exception as e:  # noqa: BLE001 - a failing variant is a result
             err = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
         secs = time.perf_counter() - t0
+        cpu = _cpu_seconds() - cpu0
     files = {p.name: p.stat().st_size for p in out.rglob("*") if p.suffix in (".tflite", ".onnx")}
-    return {"variant": variant, "model": name, "seconds": secs, "tf_start": round(tf_start, 2), "steps": steps,
+    return {"variant": variant, "model": name, "seconds": secs, "cpu_seconds": round(cpu, 2), "tf_start": round(tf_start, 2), "steps": steps,
             "verdicts": verdicts, "error": err, "files": files,
             "load": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its finished children (the export's workers)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def run_child(variant: str, name: str, width: dict, args, work: Path) -> dict:
@@ -192,22 +202,26 @@ def main(argv=None) -> dict:
             for v, r in res.items():
                 base = res["main-baseline"] if v == "main" and "main-baseline" in res else \
                     None if v.startswith("main") else res["tutorial"]
-                ratio = (r["seconds"] / base["seconds"] if base and r["seconds"] and base["seconds"]
-                         and not (r["error"] or base["error"]) else None)
+                ok = base and r["seconds"] and base["seconds"] and not (r["error"] or base["error"])
+                ratio = r["seconds"] / base["seconds"] if ok else None
+                cpu_ratio = r["cpu_seconds"] / base["cpu_seconds"] if ok and base.get("cpu_seconds") else None
                 same = ""
                 if v == "main" and "main-baseline" in res:
                     same = "same verdicts" if r["verdicts"] == res["main-baseline"]["verdicts"] else \
                         f"VERDICTS DIFFER: {r['verdicts']} vs {res['main-baseline']['verdicts']}"
                 rows.append([name, LABELS[v], None if r["seconds"] is None else round(r["seconds"], 1),
-                             None if ratio is None else round(ratio, 2), _steps_text(r),
+                             None if ratio is None else round(ratio, 2), r.get("cpu_seconds"),
+                             None if cpu_ratio is None else round(cpu_ratio, 2), _steps_text(r),
                              "-" if r["load"][0] is None else f"{r['load'][0]:.1f} -> {r['load'][1]:.1f}",
                              r["error"] or same or "-"])
-    cols = ["model", "variant", "seconds", "ratio", "step times (s)", "load avg 1 min", "errors / verdicts"]
+    cols = ["model", "variant", "seconds", "ratio", "CPU s", "CPU ratio", "step times (s)", "load avg 1 min", "errors / verdicts"]
     common.write_results("table3_export_time" + ("_quick" if args.quick else ""),
                          f"Table 3: export time at {args.size}x{args.size}, side by side", cols, rows,
                          command=common.command_line(), out=args.out, extra={"raw": raw}, notes=[
                              "ratio: edgeconv / tutorial script for the export variants (<= 0.6 is the target); "
-                             "this code / baseline for the main job",
+                             "this code / baseline for the main job; wall seconds. CPU s: user + system seconds of "
+                             "the variant's process and its workers (less sensitive to a busy machine; parallel "
+                             "conversions lower the wall time, not the CPU time)",
                              f"{args.calib} calibration images (the embedded photo set's calibration split) for "
                              "int8 in every variant; random weights (time does not depend on them)",
                              "each variant in a fresh process, one after the other; imports are not timed (TF "

@@ -78,7 +78,7 @@ def test_export_time_quick_ratio(dirs):
     tutorial, edgeconv = res["rows"]
     assert tutorial[-1] == "-" and edgeconv[-1] == "-", res["rows"]  # no errors
     raw = res["raw"][0]
-    assert tutorial[2] > 0 and edgeconv[2] > 0
+    assert tutorial[2] > 0 and edgeconv[2] > 0 and edgeconv[4] > 0
     assert edgeconv[3] == pytest.approx(raw["edgeconv"]["seconds"] / raw["tutorial"]["seconds"], abs=0.01)
     assert set(raw["tutorial"]["files"]) == {"model_fp32.tflite", "model_fp16.tflite", "model_int8.tflite",
                                              "model.onnx"}
