@@ -89,7 +89,11 @@ class InspectReport:
             outs = tm.get("outputs") or [{}]
             out.append(f"TFLITE_METADATA: {tm.get('name')} v{tm.get('version')}, input {ins[0].get('color_space')} "
                        f"mean {ins[0].get('mean')} std {ins[0].get('std')}, labels: "
-                       f"{len(outs[0].get('labels') or [])}")
+                       f"{len(outs[0].get('labels') or [])}" if len(outs) == 1 else
+                       f"TFLITE_METADATA: {tm.get('name')} v{tm.get('version')}, input {ins[0].get('color_space')} "
+                       f"mean {ins[0].get('mean')} std {ins[0].get('std')}, {len(outs)} outputs: "
+                       + "; ".join(f"{o.get('name')} ({o.get('description')}"
+                                   + (f", {len(o['labels'])} labels" if o.get("labels") else "") + ")" for o in outs))
         elif self.format == "tflite":
             out.append("TFLITE_METADATA: none (phone APIs such as MediaPipe Tasks need it)")
         if self.onnx_kernels is not None:

@@ -77,6 +77,8 @@ class ValidationOptions:
     num_threads: int = 1
     custom_objects: tuple[str, ...] = ()
     unsafe_deserialization: bool = False
+    jobs: int = 1  # processes that run each artifact on shards of the inputs (edgeconv.runtime.shard)
+    ray: str | None = None  # run the shards as tasks on this Ray cluster (address or "auto"; edgeconv[ray])
 
     def __post_init__(self):  # a single path given as a string is one source, not a sequence of characters
         co = (self.custom_objects,) if isinstance(self.custom_objects, (str, os.PathLike)) else self.custom_objects
@@ -89,6 +91,8 @@ class ValidationOptions:
             raise UsageError(f"--min-top1 must be between 0 and 1, got {self.min_top1}")
         if self.num_threads < 1:
             raise UsageError(f"threads must be >= 1, got {self.num_threads}")
+        if self.jobs < 1:
+            raise UsageError(f"--jobs must be >= 1, got {self.jobs}")
         return self
 
     @property
@@ -111,7 +115,9 @@ class ExportOptions:
     the model's own. ``custom_objects`` (``.py`` files or module names) are imported and given to Keras to load a
     model file with unregistered custom layers / functions; ``unsafe_deserialization`` lets Keras load Lambda layers
     (it runs Python code stored in the model file). ``class_labels``: a text file (one name per line) or a list of
-    names; None: the ImageNet class names when the weights are ImageNet's. ``target`` adds a device class's
+    names; None: the ImageNet class names when the weights are ImageNet's. ``output_kinds``: ``{output name: kind}``
+    for outputs whose kind cannot be inferred (``scores``, ``regression``, ``landmarks``, ``embedding``;
+    :mod:`edgeconv.verify.kinds`), recorded in the manifest. ``target`` adds a device class's
     precisions (:data:`edgeconv.pipeline.phone_ready.TARGETS`). ``command`` is what the manifest records as the
     command line (the CLI passes its own; library calls record a Python call).
     """
@@ -144,6 +150,7 @@ class ExportOptions:
     ort: bool = False  # also the ORT format (.ort, onnxruntime Mobile) of every ONNX artifact
     custom_objects: tuple[str, ...] = ()
     unsafe_deserialization: bool = False
+    output_kinds: Mapping[str, str] = field(default_factory=dict)  # {output name: kind}: edgeconv.verify.kinds
     jobs: int | None = None  # conversions at once (this process + workers); None: cores and memory decide
 
     def __post_init__(self):  # accept lists where tuples are meant; frozen, so through object.__setattr__
@@ -156,6 +163,13 @@ class ExportOptions:
             pass
         object.__setattr__(self, "keep_float", tuple(str(k) for k in self.keep_float))
         object.__setattr__(self, "width", dict(self.width or {}))
+        if not isinstance(self.output_kinds, Mapping):  # [("boxes", "regression")] or ["boxes=regression"]
+            try:
+                from edgeconv.verify.kinds import parse_output_kinds
+
+                object.__setattr__(self, "output_kinds", parse_output_kinds(self.output_kinds))
+            except UsageError:
+                pass  # check() reports it
         object.__setattr__(self, "model_version", str(self.model_version))
         if isinstance(self.class_labels, list):
             object.__setattr__(self, "class_labels", tuple(self.class_labels))
@@ -173,6 +187,9 @@ class ExportOptions:
         if self.calib_samples < 1:
             raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
         parse_input_size(self.input_size)
+        from edgeconv.verify.kinds import parse_output_kinds
+
+        parse_output_kinds(self.output_kinds if isinstance(self.output_kinds, Mapping) else list(self.output_kinds))
         if self.fallback == "auto" and not self.validate:
             raise UsageError("--fallback auto needs validation to know whether int8 meets its target; "
                              "drop --no-validate")

@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from helpers import cached_trained_tiny, digits_pixels
+from helpers import cached_trained_tiny, cached_two_head, digits_pixels
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +26,18 @@ def trained_tiny(tmp_path_factory):
     path = tmp_path_factory.mktemp("trained") / "tiny_mnv3.keras"
     shutil.copyfile(cached, path)
     return path, acc
+
+
+@pytest.fixture(scope="session")
+def two_head(tmp_path_factory):
+    """(path to .keras, held-out figures) of the trained two-head digits model (class scores ``digit`` + regression
+    ``blob``): a private copy of the cached one (:func:`helpers.cached_two_head`)."""
+    import shutil
+
+    cached, info = cached_two_head()
+    path = tmp_path_factory.mktemp("two_head") / "two_head.keras"
+    shutil.copyfile(cached, path)
+    return path, info
 
 
 @pytest.fixture(scope="session")

@@ -139,27 +139,12 @@ def cached_trained_tiny(epochs: int = 20, seed: int = 0) -> tuple[Path, float]:
     machine: the file is keyed by the source of the functions that make it, the Keras/TF versions and the arguments,
     and an exclusive file lock makes concurrent test processes (pytest-xdist workers) wait for the first one instead
     of each training its own copy."""
-    import keras
-    import tensorflow as tf
+    def make():
+        model, acc = _train_new(build_tiny_mnv3, train, epochs, seed)
+        return model, {"heldout_accuracy": acc}
 
-    import inspect
-
-    code = "".join(inspect.getsource(f) for f in (digits_pixels, build_tiny_mnv3, train))
-    key = hashlib.sha256(f"{code} {keras.__version__} {tf.__version__} {epochs} {seed}".encode()).hexdigest()[:16]
-    folder = _cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    model_file, info_file = folder / f"tiny_mnv3-{key}.keras", folder / f"tiny_mnv3-{key}.json"
-    with open(folder / f"tiny_mnv3-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (model_file.exists() and info_file.exists()):
-            keras.utils.set_random_seed(seed)
-            model = build_tiny_mnv3()
-            acc = train(model, epochs=epochs, seed=seed)
-            tmp = folder / f".tiny_mnv3-{key}.{os.getpid()}.keras"
-            model.save(tmp)
-            os.replace(tmp, model_file)
-            info_file.write_text(json.dumps({"heldout_accuracy": acc}))
-    return model_file, float(json.loads(info_file.read_text())["heldout_accuracy"])
+    path, info = _cached("tiny_mnv3", (digits_pixels, build_tiny_mnv3, train), make, f"{epochs} {seed}")
+    return path, float(info["heldout_accuracy"])
 
 
 # The h-swish of the tutorials as a user's own module: a plain Layer and a plain function, registered nowhere
@@ -183,3 +168,91 @@ def hsigmoid(x):
 
 SCALE = math.pi  # neither a layer nor a function
 '''
+
+
+def stroke_stats(size: int = SIZE):
+    """What the strokes of each digit look like, as 4 standardized numbers: mean ink, the ink's centroid (row,
+    column) and its spread (radius of gyration), for the train / held-out split of :func:`digits_pixels`: a
+    regression target that depends on the image (the strokes' bounding box is nearly constant on these digits)."""
+    out = []
+    r, c = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="ij")
+    for x, _ in digits_pixels(size):
+        ink = x[..., 0] / 255.0
+        mass = ink.sum(axis=(1, 2)) + 1e-6
+        cy, cx = (ink * r).sum(axis=(1, 2)) / mass, (ink * c).sum(axis=(1, 2)) / mass
+        spread = np.sqrt((ink * ((r - cy[:, None, None]) ** 2 + (c - cx[:, None, None]) ** 2)).sum(axis=(1, 2)) / mass)
+        out.append(np.stack([ink.mean(axis=(1, 2)), cy / size, cx / size, spread / size], 1))
+    mean, std = out[0].mean(axis=0), out[0].std(axis=0)  # standardized on the training split: about -3..3
+    return tuple(((o - mean) / std).astype(np.float32) for o in out)
+
+
+def build_two_head(size: int = SIZE):
+    """A small CNN with two heads on one trunk: ``digit`` (softmax over 10 classes) and ``blob`` (the 4 numbers of
+    :func:`stroke_stats`, linear), in that order; their names sort the other way round."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((size, size, 3), name="image")
+    x = layers.Rescaling(1 / 255.0, name="rescale")(inp)
+    x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv1")(x)
+    x = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = layers.Conv2D(32, 3, padding="same", activation="relu", name="conv3")(x)
+    f = layers.Flatten(name="flatten")(layers.MaxPooling2D(2, name="pool")(x))
+    h = layers.Dense(64, activation="relu", name="fc")(f)
+    digit = layers.Dense(10, activation="softmax", name="digit")(h)
+    blob = layers.Dense(4, name="blob")(h)
+    return keras.Model(inp, [digit, blob], name="two_head")
+
+
+def train_two_head(model, epochs: int = 12, seed: int = 0) -> dict:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    size = model.input_shape[1]
+    (xtr, ytr), (xte, yte) = digits_pixels(size)
+    str_, ste = stroke_stats(size)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=["sparse_categorical_crossentropy", "mse"],
+                  loss_weights=[1.0, 0.5])
+    model.fit(xtr, [ytr, str_], batch_size=64, epochs=epochs, verbose=0, shuffle=True)
+    probs, stats = model.predict(xte, verbose=0)
+    return {"heldout_accuracy": float(np.mean(np.argmax(probs, 1) == yte)),
+            "blob_mae": float(np.mean(np.abs(stats - ste))), "blob_std": float(np.mean(np.std(ste, 0)))}
+
+
+def cached_two_head(epochs: int = 12, seed: int = 0) -> tuple[Path, dict]:
+    """(path to .keras, held-out figures) of the trained two-head digits model (:func:`build_two_head`), trained
+    once per machine and cached like :func:`cached_trained_tiny`."""
+    return _cached("two_head", (digits_pixels, stroke_stats, build_two_head, train_two_head),
+                   lambda: _train_new(build_two_head, train_two_head, epochs, seed), f"{epochs} {seed}")
+
+
+def _train_new(build, train_fn, epochs: int, seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build()
+    return model, train_fn(model, epochs=epochs, seed=seed)
+
+
+def _cached(stem: str, functions, make, args: str) -> tuple[Path, dict]:
+    """One trained model per machine: keyed by the source of ``functions``, the Keras/TF versions and ``args``;
+    an exclusive file lock makes concurrent test processes wait for the first one."""
+    import inspect
+
+    import keras
+    import tensorflow as tf
+
+    code = "".join(inspect.getsource(f) for f in functions)
+    key = hashlib.sha256(f"{code} {keras.__version__} {tf.__version__} {args}".encode()).hexdigest()[:16]
+    folder = _cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    model_file, info_file = folder / f"{stem}-{key}.keras", folder / f"{stem}-{key}.json"
+    with open(folder / f"{stem}-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (model_file.exists() and info_file.exists()):
+            model, info = make()
+            tmp = folder / f".{stem}-{key}.{os.getpid()}.keras"
+            model.save(tmp)
+            os.replace(tmp, model_file)
+            info_file.write_text(json.dumps(info))
+    return model_file, json.loads(info_file.read_text())

@@ -19,9 +19,9 @@ def run(*args):
 
 def test_help_is_instant_no_heavy_imports():
     code = ("import sys; from edgeconv.cli import main\n"
-            "for cmd in ([], ['zoo'], ['zoo', 'list'], ['export'], ['validate']):\n"
+            "for cmd in ([], ['zoo'], ['zoo', 'list'], ['export'], ['validate'], ['sweep']):\n"
             "    try:\n        main(cmd + ['--help'])\n    except SystemExit as e:\n        assert e.code == 0, cmd\n"
-            "heavy = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnxruntime', 'ai_edge_litert') if m in sys.modules]\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'tf2onnx', 'onnxruntime', 'ai_edge_litert', 'ray') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgeconv.errors import EdgeconvError
 from edgeconv.runtime.runners import (KerasRunner, LiteRTRunner, OnnxRunner, Runner, dequantize, onnx_dtype_name,
-                                      output_order, quantize)
+                                      match_outputs, quantize)
 
 
 @pytest.mark.parametrize("ort,np_name", [("tensor(float)", "float32"), ("tensor(float16)", "float16"),
@@ -23,8 +24,14 @@ def test_quantize_dequantize_round_trip_and_per_channel():
     assert per_channel.tolist() == [[1.0, 3.0]]
 
 
-def test_output_order_follows_keras_numbering():
-    assert output_order(["output_1", "output_0", "output_2"]) == [1, 0, 2]
+def test_outputs_matched_by_name_never_by_position():
+    assert match_outputs(["zeta", "alpha", "mid"], ["mid", "zeta", "alpha"]) == [1, 2, 0]
+    # Keras' default export keys: key i is the reference's output i (output_10 sorts before output_2)
+    keys = [f"output_{i}" for i in (0, 1, 10, 11, 2, 3, 4, 5, 6, 7, 8, 9)]
+    assert match_outputs([f"h{i}" for i in range(12)], keys) == [0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 2, 3]
+    assert match_outputs(["probs"], ["StatefulPartitionedCall:0"]) == [0]  # one output: nothing to prove
+    with pytest.raises(EdgeconvError, match="cannot match the outputs .* has alpha, beta, the reference alpha, gamma"):
+        match_outputs(["alpha", "gamma"], ["alpha", "beta"])
 
 
 @pytest.fixture(scope="module")

@@ -198,3 +198,20 @@ def test_float_tolerance_never_below_the_reference_noise(folder, digits_calibrat
     # a user's --atol is the user's: no automatic raise
     rep = validate(folder, data=held, samples=40, write=False, atol=1e-3)
     assert rep.artifact("tiny_mnv3_fp32.tflite").tolerance.atol == pytest.approx(1e-3)
+
+
+def test_sharded_validation_equals_single_process(folder, digits_calibration_npy):
+    """validate --jobs 3 runs each artifact on three shards in three processes: every figure of the report (top-1
+    agreement, accuracy, SQNR, max abs error...) is exactly the single-process one."""
+    from edgeconv.runtime.shard import shard_bounds
+
+    _, val = digits_calibration_npy
+    one = validate(folder, data=val, samples=50, write=False).to_dict()
+    three = validate(folder, data=val, samples=50, write=False, jobs=3).to_dict()
+    assert shard_bounds(50, 3) == [(0, 17), (17, 33), (33, 50)] and shard_bounds(2, 3) == [(0, 1), (1, 2)]
+    for rep in (one, three):
+        for a in rep["artifacts"]:
+            a.pop("seconds")
+    assert three == one
+    int8 = next(a for a in three["artifacts"] if a["key"] == "int8")["comparison"]["outputs"][0]
+    assert int8["accuracy"] is not None and int8["top1_agreement"] > 0.9

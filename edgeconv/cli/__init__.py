@@ -61,13 +61,14 @@ def main():
 
 
 def _register() -> None:
-    from edgeconv.cli import bench, export, inspect, validate, zoo
+    from edgeconv.cli import bench, export, inspect, sweep, validate, zoo
 
     main.add_command(zoo.zoo)
     main.add_command(export.export)
     main.add_command(validate.validate)
     main.add_command(bench.bench)
     main.add_command(inspect.inspect_cmd)
+    main.add_command(sweep.sweep)
 
 
 _register()

@@ -64,6 +64,10 @@ def preprocessing_from(mean, std, scale, bgr):
               help="Device class defaults: " + "; ".join(f"{t.name} = {t.help}" for t in TARGETS.values()))
 @click.option("--class-labels", type=click.Path(), help="Class names, one per line: embedded in every .tflite "
               "and written as labels.txt.")
+@click.option("--output-kind", "output_kinds", type=KeyValue(), multiple=True, metavar="NAME=KIND",
+              help="What an output is, where edgeconv cannot tell (repeatable): scores (class scores, e.g. logits), "
+                   "regression, landmarks or embedding. Decides how validation judges it; recorded in the manifest. "
+                   "Default: a softmax is class scores, other outputs of a multi-output model regression.")
 @click.option("--model-version", default="1", show_default=True, help="Version string embedded in the metadata.")
 @click.option("--no-rewrite", is_flag=True, help="Keep int8 HARD_SWISH as converted (no XNNPACK decomposition).")
 @click.option("--ort", is_flag=True, help="Also write the ORT format (.ort, what onnxruntime Mobile loads on "
@@ -79,7 +83,7 @@ def preprocessing_from(mean, std, scale, bgr):
 @debug_option
 def export(model, want, all_, io_type, calibration, calib_samples, out_dir, input_size, classes, alpha, width_items,
            weights, mean, std, scale, bgr, opset, nchw, dynamic_batch, seed, no_validate, fallback, keep_float,
-           target, class_labels, model_version, no_rewrite, ort, rgb_input, custom_objects, unsafe_deserialization, data,
+           target, class_labels, output_kinds, model_version, no_rewrite, ort, rgb_input, custom_objects, unsafe_deserialization, data,
            samples, atol, min_sqnr, min_top1, labels, jobs, quiet):
     """Export MODEL (zoo name, .keras, .h5 or SavedModel folder) to TFLite / ONNX and validate it.
 
@@ -101,7 +105,8 @@ def export(model, want, all_, io_type, calibration, calib_samples, out_dir, inpu
         validate=not no_validate, validation=validation_options(data, samples, atol, min_sqnr, min_top1, labels),
         fallback=fallback, keep_float=tuple(keep_float), quiet=quiet, target=target, class_labels=class_labels,
         model_version=model_version, rewrite=not no_rewrite, ort=ort, rgb_input=rgb_input, custom_objects=tuple(custom_objects),
-        unsafe_deserialization=unsafe_deserialization, jobs=jobs,
+        unsafe_deserialization=unsafe_deserialization, output_kinds=[(k, str(v)) for k, v in output_kinds],
+        jobs=jobs,
         command=" ".join(shlex.quote(a) for a in ["edgeconv", *sys.argv[1:]]))
     with native_output():
         result = run_export(model, opts)

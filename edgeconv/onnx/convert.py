@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeconv.errors import EdgeconvError, UsageError, first_line
+from edgeconv.runtime.runners import keras_output_names
 
 MIN_OPSET, MAX_OPSET = 13, 18  # per-axis QuantizeLinear needs 13; tf2onnx 1.17 knows opsets up to 18
 PARITY_ATOL = 1e-5  # a rewrite is kept only if outputs move by at most this (relative to max(1, |output|))
@@ -41,17 +42,6 @@ def _input_name(model) -> str:
     return _tensor_name(layer_name or model.inputs[0].name, "input")
 
 
-def _output_names(model) -> list[str]:
-    """Keras 3 Functional models name outputs after their layers (``output_names``); else ``output_<i>``."""
-    given = list(getattr(model, "output_names", None) or [])
-    if len(given) != len(model.outputs):
-        given = [f"output_{i}" for i in range(len(model.outputs))]
-    names = [_tensor_name(n, f"output_{i}") for i, n in enumerate(given)]
-    if len(set(names)) != len(names):
-        names = [f"output_{i}" for i in range(len(names))]
-    return names
-
-
 def _trace(model, batch_size, tf):
     try:
         inputs = model.inputs
@@ -69,8 +59,9 @@ def _trace(model, batch_size, tf):
 
     @tf.function(input_signature=sig, autograph=False)
     def forward(x):
-        y = model(x, training=False)
-        return list(y) if isinstance(y, (list, tuple)) else [y]
+        import keras
+
+        return keras.tree.flatten(model(x, training=False))  # list, tuple or dict outputs: model.outputs' order
 
     return forward, sig, in_name
 
@@ -276,7 +267,7 @@ def convert_onnx(model, *, opset: int = 17, batch_size: int | None = 1, nchw: bo
     graph = proto.graph
     graph.name = _tensor_name(model.name, "model")
     proto.producer_name, proto.doc_string, graph.doc_string = "edgeconv (tf2onnx)", "", ""  # doc: tf.function id
-    _rename_outputs(graph, _output_names(model))
+    _rename_outputs(graph, keras_output_names(model))
     x = _parity_inputs(model, verify_inputs)
     proto, _ = _verified(proto, drop_noop_reshapes, x, layout, warnings, "no-op Reshape removal")
     rewrites: list[str] = []

@@ -96,6 +96,7 @@ class Prepared:
     seconds: dict[str, float]
     plan: DataPlan | None = None
     labels_source: str | None = None  # where ``labels`` came from (--class-labels, ImageNet class names)
+    outputs: list = field(default_factory=list)  # edgeconv.verify.kinds.OutputInfo per output, Keras order
 
     @property
     def name(self) -> str:
@@ -172,20 +173,35 @@ def _init_weights(loaded: LoadedModel, opts: ExportOptions, calib) -> tuple[Weig
     return replace(record, batchnorm_estimated=True), note
 
 
-def _labels(loaded: LoadedModel, opts: ExportOptions) -> tuple[list[str] | None, str | None]:
-    """Class names to embed, and where they came from: ``--class-labels``, else the ImageNet class names shipped
-    with the zoo (``edgeconv/models/data/imagenet_classes.txt``) when the weights are ImageNet's."""
-    from edgeconv.pipeline.metadata import load_class_labels
+def _outputs_and_labels(loaded: LoadedModel, opts: ExportOptions) -> tuple[list, list[str] | None, str | None]:
+    """-> (the model's outputs with their kinds, class names to embed, where they came from).
 
-    classes = int(loaded.model.output_shape[-1])
+    Class names: ``--class-labels``, else the ImageNet class names shipped with the zoo
+    (``edgeconv/models/data/imagenet_classes.txt``) when the weights are ImageNet's. They name the classes of the
+    model's one class-score output (:func:`edgeconv.verify.kinds.infer_outputs`; the labels mark an output of their
+    size as class scores when nothing else does)."""
+    from edgeconv.pipeline.metadata import load_class_labels
+    from edgeconv.verify.kinds import infer_outputs
+
+    labels, source = None, None
     if opts.class_labels is not None:
         source = "a list of names" if isinstance(opts.class_labels, (list, tuple)) else str(opts.class_labels)
-        return load_class_labels(opts.class_labels, classes=classes), source
-    if loaded.weights.kind == "imagenet":
+        labels = load_class_labels(opts.class_labels)
+    elif loaded.weights.kind == "imagenet":
         from edgeconv import models
 
-        return load_class_labels(models.imagenet_classes(), classes=classes), "ImageNet class names (edgeconv.models)"
-    return None, None
+        labels, source = list(models.imagenet_classes()), "ImageNet class names (edgeconv.models)"
+    outputs = infer_outputs(loaded.model, opts.output_kinds, labels=len(labels) if labels else None)
+    if labels is not None:
+        scores = [o for o in outputs if o.is_scores]
+        if len(scores) != 1:
+            fix = ("mark the one they name with --output-kind NAME=scores" if not scores else
+                   "declare the others with --output-kind NAME=regression")
+            raise UsageError(f"--class-labels names the classes of one class-score output; {loaded.name} has "
+                             f"{len(scores)} (outputs: {', '.join(o.name for o in outputs)}): {fix}")
+        labels = load_class_labels(opts.class_labels if opts.class_labels is not None else labels,
+                                   classes=scores[0].size)
+    return outputs, labels, source
 
 
 @contextlib.contextmanager
@@ -217,7 +233,7 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
         if on_loaded is not None:
             on_loaded(loaded)
         warnings += loaded.warnings
-        labels, labels_source = _labels(loaded, opts)
+        outputs, labels, labels_source = _outputs_and_labels(loaded, opts)
         plan = plan_data(opts.calibration, opts.validation.data, opts.calib_samples, opts.validation.samples,
                          hold_out=opts.validate)
         warnings += plan.warnings
@@ -240,14 +256,14 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
     with _timed(seconds, "trace", f"trace {loaded.name} (batch {opts.batch_size or 'dynamic'})", opts.quiet):
         saved_model = trace(loaded.model, work, opts.batch_size)
     return Prepared(loaded, calib, weights, labels, ref_file, saved_model, warnings, seconds, plan=plan,
-                    labels_source=labels_source)
+                    labels_source=labels_source, outputs=outputs)
 
 
 def _convert_one(p: Precision, ctx: ConvertContext, prep: Prepared, stage: Path) -> tuple[Artifact, bytes]:
     from edgeconv.pipeline.phone_ready import PhoneOptions, finish_onnx, finish_tflite
 
     opts = ctx.options
-    phone = PhoneOptions(opts.target, prep.labels, opts.model_version, opts.rewrite)
+    phone = PhoneOptions(opts.target, prep.labels, opts.model_version, opts.rewrite, tuple(prep.outputs))
     t0 = time.perf_counter()
     with console.step(f"convert {p.key}", opts.quiet):
         conv = p.convert(p, ctx)
@@ -413,9 +429,11 @@ def build_manifest(prep: Prepared, artifacts: list[Artifact], opts: ExportOption
                    command: str) -> Manifest:
     loaded, calib = prep.loaded, prep.calib
     ref = stage / prep.reference_file
+    scores = [o for o in prep.outputs if o.is_scores]
     return Manifest(
         model={"name": prep.name, "source": loaded.source, "source_kind": loaded.source_kind,
-               "input_shape": list(loaded.input_shape), "classes": int(loaded.model.output_shape[-1]),
+               "input_shape": list(loaded.input_shape), "classes": scores[0].size if len(scores) == 1 else None,
+               "outputs": [o.to_dict() for o in prep.outputs],
                "params": int(loaded.model.count_params()), "zoo": loaded.zoo, "build_kwargs": loaded.build_kwargs,
                "weights": prep.weights.to_dict(),
                # the model's own input shape when --input-size fixed its open dimensions (None: it was fixed)
@@ -434,7 +452,7 @@ def build_manifest(prep: Prepared, artifacts: list[Artifact], opts: ExportOption
                  "unsafe_deserialization": opts.unsafe_deserialization,
                  "model_version": opts.model_version, "rgb_input": opts.rgb_input,
                  "class_labels": None if prep.labels is None else LABELS_FILE,
-                 "class_labels_source": prep.labels_source},
+                 "class_labels_source": prep.labels_source, "output_kinds": dict(opts.output_kinds)},
         artifacts=[a.record for a in artifacts], tools=tool_versions(), command=command)
 
 
@@ -467,7 +485,8 @@ def _hw(size) -> tuple[int, int]:
 def _python_call(source, opts: ExportOptions) -> str:
     defaults = ExportOptions()
     changed = {k: getattr(opts, k) for k in ("precisions", "calibration", "input_size", "classes", "weights",
-                                             "io_type", "seed", "target", "custom_objects", "unsafe_deserialization")
+                                             "io_type", "seed", "target", "custom_objects", "unsafe_deserialization",
+                                             "output_kinds")
                if getattr(opts, k) != getattr(defaults, k)}
     args = ", ".join([repr(str(source))] + [f"{k}={v!r}" for k, v in changed.items()])
     return f"edgeconv.export({args})"
@@ -588,8 +607,9 @@ def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: Expor
     with console.step("fallback: keep the worst int8 layers in float", opts.quiet):
         fb = auto_fallback(prep.saved_model, calib.x, ref.x, ref.outputs, tol, keep_float=opts.keep_float,
                            io_type=opts.io_type,
-                           layer_report=failing.layers if failing.layers and failing.layers.layers else None)
-    phone = PhoneOptions(opts.target, prep.labels, opts.model_version, opts.rewrite)
+                           layer_report=failing.layers if failing.layers and failing.layers.layers else None,
+                           outputs=prep.outputs or None)
+    phone = PhoneOptions(opts.target, prep.labels, opts.model_version, opts.rewrite, tuple(prep.outputs))
     data, _, notes = finish_tflite(fb.precision, fb.model_bytes, loaded, calib.x, phone)
     fb.model_bytes = data
     atomic_write_bytes(final / file, data)

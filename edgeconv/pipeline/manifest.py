@@ -144,6 +144,15 @@ class Manifest:
         return tuple(int(s) for s in self.model["input_shape"])
 
     @property
+    def outputs(self) -> list | None:
+        """The model's outputs (:class:`edgeconv.verify.kinds.OutputInfo`: name, shape, kind and why), in the Keras
+        model's order; None for manifests written before edgeconv recorded them."""
+        from edgeconv.verify.kinds import OutputInfo
+
+        recorded = self.model.get("outputs")
+        return None if not recorded else [OutputInfo.from_dict(o) for o in recorded]
+
+    @property
     def custom_objects(self) -> list[dict]:
         """The ``--custom-objects`` sources the export imported ({name, sha256, path, module, objects})."""
         return list(self.model.get("custom_objects") or [])

@@ -44,6 +44,7 @@ class PhoneOptions:
     labels: list | None = None
     model_version: str = "1"
     rewrite: bool = True
+    outputs: tuple = ()  # edgeconv.verify.kinds.OutputInfo per output (Keras order); () = inferred from the model
 
 
 DEFAULT_IO = "uint8"  # full int8 with uint8 I/O: what MediaPipe Tasks and Android apps load (raw pixels in)
@@ -88,7 +89,9 @@ def finish_tflite(precision: str, data: bytes, loaded, calib_x, opts: PhoneOptio
                 from edgeconv.runtime.runners import KerasRunner
 
                 x = calib_x[:REWRITE_CHECK_SAMPLES]
-                parity = check_parity(data, res.model_bytes, x, reference=KerasRunner(loaded.model).run(x)[0])
+                keras = KerasRunner(loaded.model)
+                parity = check_parity(data, res.model_bytes, x, reference=keras.run(x),
+                                      output_names=[o.name for o in keras.outputs])
             if parity is None or parity["sqnr_after_db"] >= parity["sqnr_before_db"] - REWRITE_MAX_SQNR_LOSS_DB:
                 data = res.model_bytes
                 extra["tflite_rewrites"] = {**res.to_dict(), "parity": parity}
@@ -130,10 +133,7 @@ def _android_metadata(data: bytes, precision: str, loaded, opts: PhoneOptions) -
             pre.scale, pre.mean, pre.std, pre.bgr, color_space="GRAYSCALE" if channels == 1 else "RGB",
             description=f"{'Grayscale' if channels == 1 else 'RGB'} pixels 0..255, normalized as (pixel - mean) / "
                         f"std ({pre.name} preprocessing)")
-        outputs = [am.OutputSpec(name=_output_name(t, i),
-                                 description=f"{kind} of the {t.shape[-1]} classes", kind=kind,
-                                 labels=tuple(opts.labels) if opts.labels and len(loaded.model.outputs) == 1 else None)
-                   for i, (t, kind) in enumerate(zip(loaded.model.outputs, _output_kinds(loaded.model)))]
+        outputs = _output_specs(data, loaded, opts)
         desc = am.ModelDescription(name=loaded.name, version=str(opts.model_version),
                                    description=f"{loaded.name} ({precision}) exported by edgeconv {__version__}",
                                    author="edgeconv")
@@ -149,21 +149,37 @@ def _android_metadata(data: bytes, precision: str, loaded, opts: PhoneOptions) -
     return out, info, notes
 
 
-def _output_name(tensor, i: int) -> str:
-    """The Keras layer that computes an output names it (tensor names like ``keras_tensor_57`` change with every
-    model loaded in the process, which would make the same export give different bytes)."""
-    layer = getattr(getattr(tensor, "_keras_history", None), "operation", None)
-    return getattr(layer, "name", None) or f"output_{i}"
+_METADATA_KINDS = {"regression": "regression", "landmarks": "regression", "embedding": "embedding"}
+_DESCRIPTIONS = {"regression": "Regression values", "landmarks": "Landmark coordinates", "embedding": "Embedding"}
 
 
-def _output_kinds(model) -> list[str]:
-    """"probabilities" for an output computed by a softmax, else "logits" (what the metadata says of each output)."""
-    kinds = []
-    for t in model.outputs:
-        layer = t._keras_history.operation  # noqa: SLF001 - the layer that computes the output
-        act = getattr(getattr(layer, "activation", None), "__name__", "") or ""
-        kinds.append("probabilities" if "softmax" in act or type(layer).__name__ == "Softmax" else "logits")
-    return kinds
+def _outputs(loaded, opts: PhoneOptions) -> list:
+    from edgeconv.verify.kinds import infer_outputs
+
+    return list(opts.outputs) or infer_outputs(loaded.model, labels=len(opts.labels) if opts.labels else None)
+
+
+def _output_specs(data: bytes, loaded, opts: PhoneOptions) -> list:
+    """One ``TFLITE_METADATA`` output entry per output tensor of the file, in the file's order (the converter's, not
+    Keras'), each found by name through the file's signature: its name, what it is, its labels (the class-score
+    output only) and its kind."""
+    from edgeconv.runtime.runners import LiteRTRunner, match_outputs
+    from edgeconv.tflite import android_metadata as am
+
+    outputs = _outputs(loaded, opts)
+    file_names = LiteRTRunner(data, xnnpack=False).file_output_names
+    where = match_outputs(file_names, [o.name for o in outputs], f"{loaded.name}.tflite")  # file -> Keras index
+    specs = []
+    for k in where:
+        o = outputs[k]
+        if o.is_scores:
+            kind = "probabilities" if o.source == "softmax" else "logits"
+            desc = f"{'Probabilities' if kind == 'probabilities' else 'Scores'} of the {o.size} classes"
+        else:
+            kind, desc = _METADATA_KINDS[o.kind], f"{_DESCRIPTIONS[o.kind]} ({o.size} values)"
+        specs.append(am.OutputSpec(name=o.name, description=desc, kind=kind,
+                                   labels=tuple(opts.labels) if opts.labels and o.is_scores else None))
+    return specs
 
 
 def _metadata(precision: str, details: dict, loaded, opts: PhoneOptions, layout: str) -> dict:
@@ -173,7 +189,8 @@ def _metadata(precision: str, details: dict, loaded, opts: PhoneOptions, layout:
     pre = loaded.preprocessing
     meta = build_metadata(name=loaded.name, version=opts.model_version, precision=precision,
                           preprocessing=pre.to_dict(), input_range=pre.input_range, labels=opts.labels,
-                          inputs=details["inputs"], outputs=details["outputs"], target=opts.target)
+                          inputs=details["inputs"], outputs=details["outputs"], target=opts.target,
+                          extra={"output_kinds": {o.name: o.kind for o in _outputs(loaded, opts)}})
     meta["input"]["layout"] = layout.upper()
     # the (H, W) the file was traced at; open_size: the Keras model takes any size and --input-size chose this one
     meta["input"]["size"] = [int(s) for s in loaded.input_shape[:2]]

@@ -39,6 +39,10 @@ class BenchRow:
     p90_ms: float | None = None
     speedup: float | None = None  # Keras median / this median
     error: str | None = None
+    # multi-output models: every output's figures (name, kind, sqnr_db, top1_agreement, accuracy); the SQNR column
+    # is the worst output's (named in sqnr_output), top-1 / accuracy the class-score output's
+    outputs: list = field(default_factory=list)
+    sqnr_output: str | None = None
 
     @property
     def mb(self) -> float:
@@ -50,8 +54,9 @@ class BenchRow:
         for k in ("median_ms", "p90_ms", "speedup"):
             if d[k] is not None:
                 d[k] = round(d[k], 4)
-        if d["sqnr_db"] is not None and not np.isfinite(d["sqnr_db"]):
-            d["sqnr_db"] = "inf" if d["sqnr_db"] > 0 else str(d["sqnr_db"])
+        for o in [d] + d["outputs"]:
+            if o["sqnr_db"] is not None and not np.isfinite(o["sqnr_db"]):
+                o["sqnr_db"] = "inf" if o["sqnr_db"] > 0 else str(o["sqnr_db"])
         return d
 
 
@@ -104,11 +109,17 @@ def _quality(folder: Path, revalidate: bool, samples: int, seed: int) -> tuple[d
 
 
 def _quality_rows(rep) -> dict:
+    """file -> (verdict, worst output's SQNR, class-score output's top-1 and accuracy, every output, worst's name)."""
     out = {}
     for a in rep.artifacts:
-        o = a.comparison.outputs[0] if a.comparison is not None and a.comparison.outputs else None
-        out[a.file] = (a.verdict, None if o is None else float(o.sqnr_db), None if o is None else o.top1_agreement,
-                       None if o is None else o.accuracy)
+        outs = a.comparison.outputs if a.comparison is not None else []
+        worst = min(outs, key=lambda o: float(o.sqnr_db) if np.isfinite(o.sqnr_db) else np.inf, default=None)
+        scores = next((o for o in outs if o.top1_agreement is not None), None)
+        per = [{"name": o.name, "kind": o.kind, "sqnr_db": float(o.sqnr_db), "top1_agreement": o.top1_agreement,
+                "accuracy": o.accuracy} for o in outs] if len(outs) > 1 else []
+        out[a.file] = (a.verdict, None if worst is None else float(worst.sqnr_db),
+                       None if scores is None else scores.top1_agreement, None if scores is None else scores.accuracy,
+                       per, worst.name if per else None)
     return out
 
 
@@ -206,10 +217,10 @@ def bench(folder, *, threads: int = 1, runs: int = 50, warmup: int = 5, keras: b
             rows.append(ref_row)
     for rec in records:
         path = folder / rec.file
-        verdict, sqnr, top1, acc = quality.get(rec.file, ("not validated", None, None, None))
+        verdict, sqnr, top1, acc, per, worst = quality.get(rec.file, ("not validated", None, None, None, [], None))
         row = BenchRow(rec.file, rec.format, rec.precision,
                        "LiteRT+XNNPACK" if rec.format == "tflite" else "onnxruntime",
-                       path.stat().st_size, verdict, sqnr, top1, acc)
+                       path.stat().st_size, verdict, sqnr, top1, acc, outputs=per, sqnr_output=worst)
         try:
             fn = (_tflite_callable(path, x, threads) if rec.format == "tflite"
                   else _onnx_callable(path, x, threads, rec.layout))
@@ -240,7 +251,7 @@ def table_rows(report: BenchReport) -> list[list[str]]:
     rows = []
     for r in report.rows:
         rows.append([r.file, r.format, r.precision, r.runtime, r.status if not r.error else f"{r.status} (error)",
-                     f"{r.mb:.3f}", _f(r.sqnr_db, ".1f"), "-" if r.top1_agreement is None else f"{r.top1_agreement:.2%}",
+                     f"{r.mb:.3f}", _f(r.sqnr_db, ".1f") + (f" ({r.sqnr_output})" if r.sqnr_output else ""), "-" if r.top1_agreement is None else f"{r.top1_agreement:.2%}",
                      "-" if r.accuracy is None else f"{r.accuracy:.2%}", _f(r.median_ms, ".2f"), _f(r.p90_ms, ".2f"),
                      "-" if r.speedup is None else f"{r.speedup:.1f}x"])
     return rows

@@ -6,7 +6,7 @@ transpose for NCHW ONNX files, so every comparison downstream works on plain flo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 from pathlib import Path
 
@@ -22,9 +22,12 @@ class TensorSpec:
     dtype: str
     scale: float | None = None
     zero_point: int | None = None
+    tensor: str | None = None  # the file's own tensor name, when the output is known by another (a signature key)
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "shape": [int(s) if s is not None else -1 for s in self.shape], "dtype": self.dtype}
+        if self.tensor is not None:
+            d["tensor"] = self.tensor
         if self.scale is not None:
             d["quantization"] = {"scale": self.scale, "zero_point": self.zero_point}
         return d
@@ -62,7 +65,8 @@ class Runner(Protocol):
     def outputs(self) -> list[TensorSpec]: ...
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
-        """float32 NHWC model inputs (N, H, W, C) -> one float32 array per output, in the model's output order."""
+        """float32 NHWC model inputs (N, H, W, C) -> one float32 array per output, in ``outputs``' order (the
+        reference's when the runner was given its output names)."""
         ...
 
 
@@ -92,14 +96,17 @@ class KerasRunner:
 
     @property
     def outputs(self) -> list[TensorSpec]:
-        return [_keras_spec(t) for t in self.model.outputs]
+        """Named as every artifact names them (:func:`keras_output_names`)."""
+        return [replace(_keras_spec(t), name=n) for t, n in zip(self.model.outputs, keras_output_names(self.model))]
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
+        import keras
+
         outs: list[list[np.ndarray]] = []
         call = compiled_forward(self.model) if self.compiled else (lambda b: self.model(b, training=False))
         for i in range(0, len(x), self.batch_size):
             y = call(x[i:i + self.batch_size])
-            ys = list(y) if isinstance(y, (list, tuple)) else [y]
+            ys = keras.tree.flatten(y)  # a list, a tuple or a dict of outputs: model.outputs' order
             outs.append([np.asarray(t, np.float32) for t in ys])
         return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
 
@@ -126,13 +133,56 @@ def compiled_forward(model):
     return fn
 
 
-def output_order(names: list[str]) -> list[int]:
-    """Keras 3 exports name outputs ``output_0``, ``output_1``, ...; keep Keras' order where the names say it."""
-    keys = []
-    for i, n in enumerate(names):
-        m = re.search(r"(\d+)$", n)
-        keys.append((int(m.group(1)) if m else i, i))
-    return [i for _, i in sorted(keys)]
+def _safe_name(name: str, fallback: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.\-/]", "_", (name or "").split(":")[0])
+    return name or fallback
+
+
+def keras_output_names(model) -> list[str]:
+    """The names every artifact gives the model's outputs, in the model's output order: the Keras layer that
+    computes each output (``output_names``; tensor names like ``keras_tensor_57`` change with every model loaded in
+    the process), made safe for file formats; ``output_<i>`` when a name is missing or two would clash. The trace
+    (TFLite signature keys), the ONNX graph, the metadata and every report use these names."""
+    outputs = list(getattr(model, "outputs", None) or [])
+    given = list(getattr(model, "output_names", None) or [])
+    if len(given) != len(outputs):
+        given = [getattr(getattr(getattr(t, "_keras_history", None), "operation", None), "name", None)
+                 for t in outputs]
+    names = [_safe_name(n or "", f"output_{i}") for i, n in enumerate(given)]
+    if len(set(names)) != len(names):
+        names = [f"output_{i}" for i in range(len(names))]
+    return names
+
+
+_KERAS_DEFAULT = re.compile(r"^output_(\d+)$")
+
+
+def match_outputs(want: list[str], have: list[str], what: str = "the artifact") -> list[int]:
+    """For each name in ``want`` (the reference's output names, in its order), the index of that output in
+    ``have`` (an artifact's output names, in its own order). Matched by name, never by position: converters
+    reorder outputs (the TFLite converter sorts them by signature key). Files whose outputs carry Keras' default
+    export keys ``output_<i>`` (edgeconv before named signatures) map key ``i`` to the reference's output ``i``. A
+    single output on both sides needs no proof. Anything else is an :class:`EdgeconvError` naming both lists."""
+    if len(want) == 1 and len(have) == 1:
+        return [0]
+    if len(want) == len(have):
+        pos = {n: i for i, n in enumerate(have)}
+        if len(pos) == len(have) and all(n in pos for n in want):
+            return [pos[n] for n in want]
+        keys = [_KERAS_DEFAULT.match(n) for n in have]
+        if all(keys) and sorted(int(k.group(1)) for k in keys) == list(range(len(have))):
+            by_index = {int(k.group(1)): i for i, k in enumerate(keys)}
+            return [by_index[i] for i in range(len(want))]
+    raise EdgeconvError(f"cannot match the outputs of {what} to the reference's by name: it has "
+                        f"{', '.join(have) or 'none'}, the reference {', '.join(want) or 'none'}")
+
+
+def _keras_default_order(names: list[str]) -> list[int]:
+    """Outputs named ``output_<i>`` (Keras' default export keys) in ``i`` order; any other naming: as they are."""
+    keys = [_KERAS_DEFAULT.match(n) for n in names]
+    if len(names) > 1 and all(keys):
+        return sorted(range(len(names)), key=lambda i: int(keys[i].group(1)))
+    return list(range(len(names)))
 
 
 class LiteRTRunner:
@@ -141,7 +191,9 @@ class LiteRTRunner:
     kind = "tflite"
 
     def __init__(self, path_or_bytes, num_threads: int = 1, xnnpack: bool = True,
-                 preserve_all_tensors: bool = False):
+                 preserve_all_tensors: bool = False, output_names: list[str] | None = None):
+        """``output_names``: the reference's output names, in its order; ``run`` then returns the outputs in that
+        order, matched by the file's signature keys (:func:`match_outputs`). Without it: the file's order."""
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         kwargs = dict(num_threads=num_threads, experimental_preserve_all_tensors=preserve_all_tensors)
@@ -160,9 +212,24 @@ class LiteRTRunner:
                                 f"{first_line(e)}") from None
         self._in = self.interpreter.get_input_details()
         outs = self.interpreter.get_output_details()
-        self._out = [outs[i] for i in output_order([o["name"] for o in outs])]
+        names = self._signature_names(outs)
+        self.file_output_names = list(names)  # the outputs' names in the file's own order
+        order = (match_outputs(list(output_names), names, self.name) if output_names is not None
+                 else _keras_default_order(names))
+        self._out = [outs[i] for i in order]
+        self._out_names = [names[i] for i in order]
         if len(self._in) != 1:
             raise EdgeconvError(f"{self.name}: only single-input image models are supported, found {len(self._in)}")
+
+    def _signature_names(self, outs: list[dict]) -> list[str]:
+        """Each output's name: its key in the file's one signature (edgeconv traces with the Keras output names as
+        keys), else the tensor's name."""
+        sigs = self.interpreter.get_signature_list()
+        by_index: dict[int, str] = {}
+        if len(sigs) == 1:
+            runner = self.interpreter.get_signature_runner(next(iter(sigs)))
+            by_index = {int(d["index"]): key for key, d in runner.get_output_details().items()}
+        return [by_index.get(int(d["index"]), d["name"]) for d in outs]
 
     @property
     def batch_size(self) -> int:
@@ -187,11 +254,12 @@ class LiteRTRunner:
         return list(self.interpreter.get_tensor_details())
 
     @staticmethod
-    def _spec(d) -> TensorSpec:
+    def _spec(d, name: str | None = None) -> TensorSpec:
         scale, zp = d["quantization"]
         q = np.issubdtype(d["dtype"], np.integer) and scale != 0
-        return TensorSpec(d["name"], tuple(int(s) for s in d["shape_signature"]), np.dtype(d["dtype"]).name,
-                          float(scale) if q else None, int(zp) if q else None)
+        return TensorSpec(name or d["name"], tuple(int(s) for s in d["shape_signature"]), np.dtype(d["dtype"]).name,
+                          float(scale) if q else None, int(zp) if q else None,
+                          tensor=d["name"] if name and name != d["name"] else None)
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -199,7 +267,8 @@ class LiteRTRunner:
 
     @property
     def outputs(self) -> list[TensorSpec]:
-        return [self._spec(d) for d in self._out]
+        """One spec per output, in ``run``'s order, named by the signature key (``tensor``: the tensor's name)."""
+        return [self._spec(d, n) for d, n in zip(self._out, self._out_names)]
 
     def set_input(self, xb: np.ndarray) -> None:
         """Set the (float) input, quantizing it for integer-input files, resizing for a new batch size."""
@@ -263,7 +332,10 @@ class OnnxRunner:
 
     kind = "onnx"
 
-    def __init__(self, path_or_bytes, num_threads: int = 1, layout: str = "nhwc"):
+    def __init__(self, path_or_bytes, num_threads: int = 1, layout: str = "nhwc",
+                 output_names: list[str] | None = None):
+        """``output_names``: the reference's output names, in its order; ``run`` then returns the outputs in that
+        order, matched by the graph's output names (:func:`match_outputs`). Without it: the graph's order."""
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -280,7 +352,11 @@ class OnnxRunner:
             raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
         self.layout = layout
         self._in = self.session.get_inputs()
-        self._out = self.session.get_outputs()
+        outs = self.session.get_outputs()
+        names = [o.name for o in outs]
+        order = (match_outputs(list(output_names), names, self.name) if output_names is not None
+                 else _keras_default_order(names))
+        self._out = [outs[i] for i in order]
         if len(self._in) != 1:
             raise EdgeconvError(f"{self.name}: only single-input image models are supported, found {len(self._in)}")
 
@@ -305,20 +381,21 @@ class OnnxRunner:
         outs = []
         for i in range(0, len(x), step):
             try:
-                ys = self.session.run(None, {self._in[0].name: x[i:i + step]})
+                ys = self.session.run([o.name for o in self._out], {self._in[0].name: x[i:i + step]})
             except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types
                 raise EdgeconvError(f"onnxruntime cannot run {self.name}: {first_line(e)}") from None
             outs.append([np.asarray(y, np.float32) for y in ys])
         return [np.concatenate(parts, axis=0) for parts in zip(*outs)]
 
 
-def runner_for(path, num_threads: int = 1, layout: str = "nhwc", xnnpack: bool = True):
-    """The runner for an artifact file, chosen by its suffix."""
+def runner_for(path, num_threads: int = 1, layout: str = "nhwc", xnnpack: bool = True,
+               output_names: list[str] | None = None):
+    """The runner for an artifact file, chosen by its suffix; ``output_names``: see :class:`LiteRTRunner`."""
     p = Path(path)
     if p.suffix == ".tflite":
-        return LiteRTRunner(p, num_threads=num_threads, xnnpack=xnnpack)
+        return LiteRTRunner(p, num_threads=num_threads, xnnpack=xnnpack, output_names=output_names)
     if p.suffix in (".onnx", ".ort"):  # onnxruntime loads the ORT format (onnxruntime Mobile's) by its suffix
-        return OnnxRunner(p, num_threads=num_threads, layout=layout)
+        return OnnxRunner(p, num_threads=num_threads, layout=layout, output_names=output_names)
     if p.suffix in (".keras", ".h5"):
         from edgeconv.pipeline.load import load_keras_file
 

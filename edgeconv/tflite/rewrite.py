@@ -168,24 +168,28 @@ def _name(n) -> str:
     return n.decode("utf-8") if isinstance(n, (bytes, bytearray)) else str(n)
 
 
-def check_parity(before: bytes, after: bytes, x: np.ndarray, reference: np.ndarray | None = None) -> dict:
-    """Run both models (LiteRT, XNNPACK) on float model inputs ``x``: max abs difference of the (dequantized) first
-    outputs, in absolute terms and in output quantization steps, top-1 agreement, and with ``reference`` (the Keras
-    outputs for ``x``) the SQNR of each against it."""
+def check_parity(before: bytes, after: bytes, x: np.ndarray, reference=None,
+                 output_names: list[str] | None = None) -> dict:
+    """Run both models (LiteRT, XNNPACK) on float model inputs ``x``: max abs difference of the (dequantized)
+    outputs, in absolute terms and in output quantization steps (the worst output), top-1 agreement of the first
+    output, and with ``reference`` (the Keras outputs for ``x``: one array, or one per output in the order of
+    ``output_names``) the SQNR of each model against it (the worst output's)."""
     from edgeconv.verify.compare import sqnr_db
     from edgeconv.runtime.runners import LiteRTRunner
 
-    a, b = LiteRTRunner(before), LiteRTRunner(after)
-    ya, yb = a.run(x)[0], b.run(x)[0]
-    out = a.outputs[0]
-    diff = float(np.max(np.abs(ya - yb))) if ya.size else 0.0
-    res = {"samples": int(len(x)), "max_abs": diff, "steps": diff / out.scale if out.scale else None,
-           "top1_agreement": float(np.mean(np.argmax(ya.reshape(len(x), -1), 1) ==
-                                           np.argmax(yb.reshape(len(x), -1), 1)))}
+    a, b = LiteRTRunner(before, output_names=output_names), LiteRTRunner(after, output_names=output_names)
+    ya, yb = a.run(x), b.run(x)
+    diffs = [float(np.max(np.abs(p - q))) if p.size else 0.0 for p, q in zip(ya, yb)]
+    steps = [d / o.scale if o.scale else None for d, o in zip(diffs, a.outputs)]
+    res = {"samples": int(len(x)), "max_abs": max(diffs),
+           "steps": None if None in steps else max(steps),
+           "top1_agreement": float(np.mean(np.argmax(ya[0].reshape(len(x), -1), 1) ==
+                                           np.argmax(yb[0].reshape(len(x), -1), 1)))}
     if reference is not None:
+        refs = [reference] if isinstance(reference, np.ndarray) else list(reference)
         # clipped to +-200 dB so identical outputs (inf) stay comparable and JSON-safe in the manifest
-        res["sqnr_before_db"] = round(float(np.clip(sqnr_db(reference, ya), -200, 200)), 2)
-        res["sqnr_after_db"] = round(float(np.clip(sqnr_db(reference, yb), -200, 200)), 2)
+        for key, ys in (("sqnr_before_db", ya), ("sqnr_after_db", yb)):
+            res[key] = round(float(np.clip(min(sqnr_db(r, y) for r, y in zip(refs, ys)), -200, 200)), 2)
     return res
 
 

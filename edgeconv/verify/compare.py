@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 __all__ = ["Tolerance", "Check", "OutputComparison", "Comparison", "default_tolerance", "tolerance_for",
-           "compare_outputs", "sqnr_db", "psnr_db", "topk_agreement"]
+           "compare_outputs", "sqnr_db", "psnr_db", "topk_agreement", "rel_error"]
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,9 @@ class Tolerance:
 
     ``atol``/``rtol``: every element must satisfy ``|got - ref| <= atol + rtol * |ref|`` (numpy ``allclose`` rule).
     ``min_sqnr``: signal-to-quantization-noise ratio in dB. ``min_top1``: fraction of samples whose arg-max agrees
-    with the reference. ``min_cosine``: mean per-sample cosine similarity.
+    with the reference (class-score outputs only). ``min_cosine``: mean per-sample cosine similarity.
+    ``max_rel_error``: the largest absolute error as a fraction of the reference's range (max - min of the output;
+    regression / landmark / embedding outputs, :mod:`edgeconv.verify.kinds`).
     """
 
     atol: float | None = None
@@ -30,13 +32,15 @@ class Tolerance:
     min_sqnr: float | None = None
     min_top1: float | None = None
     min_cosine: float | None = None
+    max_rel_error: float | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Tolerance":
-        return cls(**{k: d[k] for k in ("atol", "rtol", "min_sqnr", "min_top1", "min_cosine") if k in d})
+        return cls(**{k: d[k] for k in ("atol", "rtol", "min_sqnr", "min_top1", "min_cosine", "max_rel_error")
+                     if k in d})
 
     def describe(self) -> str:
         """Short, for tables: "atol 1e-4 + rtol 1e-4", "SQNR>=20dB top-1>=90%"."""
@@ -49,6 +53,8 @@ class Tolerance:
             parts.append(f"top-1>={_percent(self.min_top1)}")
         if self.min_cosine is not None:
             parts.append(f"cosine>={self.min_cosine:g}")
+        if self.max_rel_error is not None:
+            parts.append(f"max error<={_percent(self.max_rel_error)} of range")
         return " ".join(parts) or "no checks"
 
 
@@ -161,7 +167,7 @@ STRUCTURAL_CHECKS = ("shape", "finite")
 
 @dataclass
 class Check:
-    name: str  # "atol" | "sqnr" | "top1" | "cosine" | "finite" | "shape"
+    name: str  # "atol" | "sqnr" | "top1" | "cosine" | "rel_error" | "finite" | "shape"
     passed: bool
     reason: str  # one line, e.g. "max abs error 3.1e-02 > atol 1e-04 (512 of 3970 elements off)"
 
@@ -189,6 +195,10 @@ class OutputComparison:
     accuracy: float | None = None
     checks: list[Check] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kind: str = "scores"  # edgeconv.verify.kinds.OUTPUT_KINDS
+    rule: str = ""  # which rule judged it, in words (edgeconv.verify.kinds.rule_text)
+    rel_error: float | None = None  # max abs error / the reference's range
+    tolerance: Tolerance | None = None  # this output's tolerance (the artifact's, adapted to the kind)
 
     @property
     def passed(self) -> bool:
@@ -200,7 +210,8 @@ class OutputComparison:
         return [c.reason for c in self.checks if not c.passed]
 
     def to_dict(self) -> dict:
-        d = {k: _json_float(v) for k, v in asdict(self).items() if k != "checks"}
+        d = {k: _json_float(v) for k, v in asdict(self).items() if k not in ("checks", "tolerance")}
+        d["tolerance"] = None if self.tolerance is None else self.tolerance.to_dict()
         d["shape"] = list(self.shape)
         d["passed"] = self.passed
         d["checks"] = [c.to_dict() for c in self.checks]
@@ -212,7 +223,10 @@ class OutputComparison:
         return cls(index=int(d["index"]), name=d["name"], shape=tuple(d["shape"]), **floats,
                    top1_agreement=d.get("top1_agreement"), top5_agreement=d.get("top5_agreement"),
                    accuracy_ref=d.get("accuracy_ref"), accuracy=d.get("accuracy"),
-                   checks=[Check.from_dict(c) for c in d.get("checks", [])], notes=list(d.get("notes", [])))
+                   checks=[Check.from_dict(c) for c in d.get("checks", [])], notes=list(d.get("notes", [])),
+                   kind=d.get("kind", "scores"), rule=d.get("rule", ""),
+                   rel_error=_from_json_float(d.get("rel_error")),
+                   tolerance=None if d.get("tolerance") is None else Tolerance.from_dict(d["tolerance"]))
 
 
 @dataclass
@@ -258,8 +272,18 @@ def _from_json_float(v):
     return float(v) if isinstance(v, str) else v
 
 
+def rel_error(ref: np.ndarray, max_abs: float) -> float:
+    """The largest absolute error as a fraction of the reference's range (max - min), or of its max |value| when
+    that is larger (an output that is nearly constant); inf when the reference is all zeros and the error is not."""
+    ref64 = np.asarray(ref, np.float64)
+    span = max(float(ref64.max() - ref64.min()), float(np.abs(ref64).max())) if ref64.size else 0.0
+    if not math.isfinite(max_abs):
+        return math.nan
+    return max_abs / span if span > 0 else (0.0 if max_abs == 0 else math.inf)
+
+
 def _checks(ref: np.ndarray, got: np.ndarray, tol: Tolerance, max_abs: float, sqnr: float, top1: float | None,
-            cosine: float) -> list[Check]:
+            cosine: float, rel: float | None = None) -> list[Check]:
     checks: list[Check] = []
     if not np.all(np.isfinite(got)):
         bad = int(np.size(got) - np.count_nonzero(np.isfinite(got)))
@@ -283,6 +307,10 @@ def _checks(ref: np.ndarray, got: np.ndarray, tol: Tolerance, max_abs: float, sq
     if tol.min_cosine is not None:
         ok = cosine >= tol.min_cosine
         checks.append(Check("cosine", ok, f"cosine {cosine:.5f} {'>=' if ok else '<'} {tol.min_cosine:g}"))
+    if tol.max_rel_error is not None and rel is not None:
+        ok = rel <= tol.max_rel_error
+        checks.append(Check("rel_error", ok, f"max error {_percent(rel)} of the output's range "
+                                             f"{'<=' if ok else '>'} {_percent(tol.max_rel_error)}"))
     return checks
 
 
@@ -298,11 +326,15 @@ def _load_labels(labels, n: int) -> np.ndarray | None:
 
 
 def compare_outputs(ref: list[np.ndarray], got: list[np.ndarray], tol: Tolerance, labels=None,
-                    names: list[str] | None = None) -> Comparison:
+                    names: list[str] | None = None, outputs: list | None = None) -> Comparison:
     """Compare ``got`` with the reference ``ref`` output by output and apply ``tol``.
 
     ``labels`` (N,) integer classes, optional: adds accuracy of the reference and of ``got`` for score outputs.
+    ``outputs``: one :class:`edgeconv.verify.kinds.OutputInfo` per output (name and kind): each output is judged by
+    its kind's rule (:func:`edgeconv.verify.kinds.tolerance_for_kind`); without it, an (N, C >= 2) output is class
+    scores and any other a regression output.
     """
+    from edgeconv.verify.kinds import OutputInfo, rule_text, tolerance_for_kind
     from edgeconv.errors import EdgeconvError
 
     ref, got = [np.asarray(r) for r in ref], [np.asarray(g) for g in got]
@@ -313,12 +345,18 @@ def compare_outputs(ref: list[np.ndarray], got: list[np.ndarray], tol: Tolerance
     outs = []
     for i, (r, g) in enumerate(zip(ref, got)):
         name = names[i] if names and i < len(names) else f"output_{i}"
+        info = outputs[i] if outputs and i < len(outputs) else OutputInfo(
+            name, tuple(r.shape[1:]), "scores" if _is_scores(r) else "regression",
+            "single output" if _is_scores(r) else "not class-shaped")
+        name = info.name if outputs else name
+        otol = tolerance_for_kind(tol, info.kind)
         if r.shape != g.shape:
             if r.size == g.size:  # e.g. (N, 1, 1, C) vs (N, C): same values
                 g = g.reshape(r.shape)
             else:
                 oc = OutputComparison(i, name, tuple(g.shape), math.nan, math.nan, math.nan, math.nan, math.nan,
-                                      None, None)
+                                      None, None, kind=info.kind, rule=rule_text(info.kind, info.source, otol),
+                                      tolerance=otol)
                 oc.checks = [Check("shape", False, f"output shape {tuple(g.shape)} != reference {tuple(r.shape)}")]
                 outs.append(oc)
                 continue
@@ -328,14 +366,17 @@ def compare_outputs(ref: list[np.ndarray], got: list[np.ndarray], tol: Tolerance
         max_abs = float(err.max()) if err.size and finite else math.nan
         mean_abs = float(err.mean()) if err.size and finite else math.nan
         cosine, sqnr, psnr = _cosine(r64, g64), sqnr_db(r64, g64), psnr_db(r64, g64)
-        top1, top5 = topk_agreement(r, g, 1), topk_agreement(r, g, 5)
+        scores = info.is_scores and _is_scores(r)
+        top1, top5 = (topk_agreement(r, g, 1), topk_agreement(r, g, 5)) if scores else (None, None)
         acc_ref = acc = None
-        if y is not None and _is_scores(r):
+        if y is not None and scores:
             acc_ref = float(np.mean(np.argmax(r, 1) == y))
             acc = float(np.mean(np.argmax(g, 1) == y))
+        rel = rel_error(r64, max_abs)
         oc = OutputComparison(i, name, tuple(r.shape), max_abs, mean_abs, cosine, sqnr, psnr, top1, top5,
-                              acc_ref, acc)
-        oc.checks = _checks(r64, g64, tol, max_abs, sqnr, top1, cosine)
+                              acc_ref, acc, kind=info.kind, rule=rule_text(info.kind, info.source, otol),
+                              rel_error=rel, tolerance=otol)
+        oc.checks = _checks(r64, g64, otol, max_abs, sqnr, top1, cosine, rel)
         if len(r64) > 1 and np.allclose(r64, r64[:1], rtol=0, atol=1e-7 * max(1.0, float(np.abs(r64).max()))):
             oc.notes.append("the reference output is the same for every input (untrained weights?): "
                             "agreement figures mean little")

@@ -127,6 +127,8 @@ class _Quantizer:
         from edgeconv.runtime.runners import LiteRTRunner
 
         runner = LiteRTRunner(self.debugger.calibrated_model, xnnpack=False)
+        # a model output's op is named after the signature's tensor, not its layer: {output name: tensor name}
+        self.output_nodes = {s.name: s.tensor or s.name for s in runner.outputs}
         details = runner.tensors()
         ops = runner.ops()
         made_by = {t: op for op in ops for t in op["outputs"]}
@@ -205,7 +207,8 @@ class _Quantizer:
         """User names (Keras layer names or exact TFLite node names) -> TFLite node names."""
         nodes = []
         for name in names:
-            hits = [n for n in self.nodes if n == name] or [n for n in self.nodes if name in _layers_in(n)]
+            hits = ([n for n in self.nodes if n == name] or [n for n in self.nodes if name in _layers_in(n)]
+                    or [n for n in self.nodes if n == self.output_nodes.get(name)])
             if not hits:
                 known = sorted({_layer_of(n) for n in self.nodes})
                 raise UsageError(f"--keep-float {name}: no TFLite op computes a layer of that name; "
@@ -220,11 +223,13 @@ def convert_with_keep_float(saved_model_dir, calibration_x: np.ndarray, keep_flo
     return q.quantize(q.resolve(list(keep_float)))
 
 
-def _evaluate(model_bytes: bytes, validation_x, reference_outputs, tolerance: Tolerance):
+def _evaluate(model_bytes: bytes, validation_x, reference_outputs, tolerance: Tolerance, outputs=None):
+    """``outputs`` (OutputInfo per reference output): matched by name, each held to its kind's tolerance."""
     from edgeconv.runtime.runners import LiteRTRunner
 
-    got = LiteRTRunner(model_bytes).run(validation_x)
-    return compare_outputs(reference_outputs, got, tolerance)
+    names = None if not outputs else [o.name for o in outputs]
+    got = LiteRTRunner(model_bytes, output_names=names).run(validation_x)
+    return compare_outputs(reference_outputs, got, tolerance, outputs=outputs)
 
 
 def _row(rnd: int, what: str, nodes: list[str], model_bytes: bytes, cmp, validation_x) -> dict:
@@ -249,7 +254,7 @@ def _ranking(q: _Quantizer, stats: list[tuple[str, float]], layer_report=None) -
 
 def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.ndarray, reference_outputs,
                   tolerance: Tolerance, *, keep_float=(), io_type: str = "int", max_rounds: int = 8,
-                  layer_report=None, try_int16x8: bool = True) -> FallbackResult:
+                  layer_report=None, try_int16x8: bool = True, outputs=None) -> FallbackResult:
     """Re-convert int8 with more and more of its worst layers in float until ``tolerance`` is met on
     ``validation_x`` (against ``reference_outputs``, the Keras outputs), or nothing is left to try.
 
@@ -258,6 +263,8 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
     The last round keeps everything float. If that is still not reached within ``max_rounds`` (or never passes)
     and ``try_int16x8``, the whole model is converted as int16x8. ``history`` has one row per round with the SQNR,
     top-1 agreement, size and median latency (LiteRT, XNNPACK, 1 thread) so the report can state the cost.
+    ``outputs`` (:class:`edgeconv.verify.kinds.OutputInfo` per reference output) makes the target per output: each
+    is matched by name and held to its own kind's tolerance (a regression head to SQNR / cosine / range error).
     """
     if max_rounds < 1:
         raise UsageError(f"max_rounds must be >= 1, got {max_rounds}")
@@ -265,7 +272,7 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
     q = _Quantizer(saved_model_dir, calibration_x, io_type, debug_x=validation_x)
     base = q.resolve(list(keep_float))
     model = q.quantize(base)
-    cmp = _evaluate(model, validation_x, reference_outputs, tolerance)
+    cmp = _evaluate(model, validation_x, reference_outputs, tolerance, outputs)
     history = [_row(0, "int8" + (" with --keep-float" if base else ""), base, model, cmp, validation_x)]
     best = (model, base, cmp)
     if cmp.passed:
@@ -282,7 +289,7 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
         chosen = ranked[:count]
         nodes = base + [n for n in q.with_neighbours(chosen) if n not in base]
         model = q.quantize(nodes)
-        cmp = _evaluate(model, validation_x, reference_outputs, tolerance)
+        cmp = _evaluate(model, validation_x, reference_outputs, tolerance, outputs)
         history.append(_row(rnd, f"keep the {len(chosen)} worst node(s) and their neighbours float", nodes, model,
                             cmp, validation_x))
         if cmp.passed:
@@ -296,7 +303,7 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
         from edgeconv.tflite.convert import convert_tflite
 
         model = convert_tflite(saved_model_dir, "int16x8", calibration_x, io_type)
-        cmp = _evaluate(model, validation_x, reference_outputs, tolerance)
+        cmp = _evaluate(model, validation_x, reference_outputs, tolerance, outputs)
         history.append(_row(len(history), "int16x8 (whole model)", [], model, cmp, validation_x))
         if cmp.passed:
             return _result((model, [], cmp), history, "int16x8")

@@ -84,6 +84,8 @@ class LayerStat:
     matched_by: str = "name"  # how the candidate was found: "name" | "output" | "shape"; every match is proven
     output_sqnr_db: float | None = None  # output SQNR with only this layer's own error injected (the ranking)
     proof_sqnr_db: float | None = None  # the fp32 file's tensor vs this Keras layer (>= PROOF_SQNR_DB)
+    # multi-output models: {output name: SQNR there with only this layer's error}; output_sqnr_db is the lowest
+    output_sqnr_by: dict | None = None
 
     @property
     def suspect(self) -> bool:
@@ -93,7 +95,9 @@ class LayerStat:
         d = asdict(self)
         d["shape"] = list(self.shape)
         d["suspect"] = self.suspect
-        return {k: _json_float(v) for k, v in d.items()}
+        if self.output_sqnr_by is not None:
+            d["output_sqnr_by"] = {k: _json_float(v) for k, v in self.output_sqnr_by.items()}
+        return {k: _json_float(v) if k != "output_sqnr_by" else v for k, v in d.items()}
 
 
 def _error_key(s: LayerStat) -> float:
@@ -521,21 +525,22 @@ def compare_layers(keras_model, tflite_bytes_or_path, x: np.ndarray, *, max_samp
     fp32; else one is converted from ``keras_model``). Layers are ranked by what their own error costs the output
     (:data:`RANKED_BY`). On an fp32 artifact the report is a self-test of the matcher and raises
     :class:`SelfTestFailed` when a matched layer is not at float rounding on every input."""
-    from edgeconv.runtime.runners import LiteRTRunner
+    from edgeconv.runtime.runners import LiteRTRunner, keras_output_names
 
     x = np.asarray(x[:max_samples], np.float32)
     if len(x) == 0:
         raise EdgeconvError("layer-wise comparison needs at least one input")
-    runner = LiteRTRunner(tflite_bytes_or_path, preserve_all_tensors=True)
+    names = keras_output_names(keras_model)  # output_details in the Keras model's order, matched by name
+    runner = LiteRTRunner(tflite_bytes_or_path, preserve_all_tensors=True, output_names=names)
     name = artifact or runner.name
     nodes = _keras_graph(keras_model)
     fp32 = _is_fp32(runner)
     if float_tflite is not None:
-        float_runner = LiteRTRunner(float_tflite, preserve_all_tensors=True)
+        float_runner = LiteRTRunner(float_tflite, preserve_all_tensors=True, output_names=names)
     elif fp32:
         float_runner = runner
     else:
-        float_runner = LiteRTRunner(_float_artifact(keras_model), preserve_all_tensors=True)
+        float_runner = LiteRTRunner(_float_artifact(keras_model), preserve_all_tensors=True, output_names=names)
     proofs, why = _prove(float_runner, keras_model, nodes, x[:PROOF_SAMPLES])
     if not proofs:
         raise EdgeconvError(f"{name}: no TFLite tensor could be matched to a Keras layer (none of the float file's "
@@ -574,14 +579,15 @@ def compare_layers(keras_model, tflite_bytes_or_path, x: np.ndarray, *, max_samp
         q = det.get("quantization_parameters") or {}
         is_q = np.issubdtype(det["dtype"], np.integer) and len(q.get("scales", [])) > 0
         scale = float(q["scales"][0]) if is_q else None
-        out_sqnr = None
+        out_sqnr, by_output = None, None
         if not fp32:  # on fp32 every layer's error is float rounding: nothing to rank, and the self-test is fast
             own = r + (g - lr) if lr is not None else g  # this layer's own error on the float reference
             if ln in out_layers and all(id(t) != id(o) for t in targets for o in keras_model.outputs):
                 out_sqnr = sqnr_db(r, own)  # the softmax itself: its own error at the output it is
             else:
-                out_sqnr = min(sqnr_db(a, b) for a, b in
-                               zip(ref_out, _inject(keras_model, nodes, ref_tensors, ln, own, targets)))
+                per = [sqnr_db(a, b) for a, b in zip(ref_out, _inject(keras_model, nodes, ref_tensors, ln, own, targets))]
+                out_sqnr = min(per)
+                by_output = dict(zip(names, per)) if len(per) > 1 else None
         stats.append(LayerStat(
             depth=depth, layer=ln, layer_class=type(layer).__name__, activation=_activation_name(layer),
             tensor=det["name"], op=op, dtype=np.dtype(det["dtype"]).name, shape=tuple(int(s) for s in r.shape[1:]),
@@ -592,7 +598,8 @@ def compare_layers(keras_model, tflite_bytes_or_path, x: np.ndarray, *, max_samp
             # its own (tiny) step, so there the local SQNR speaks instead
             rmse_scale=local_rmse / scale if (scale and local_rmse is not None
                                               and np.dtype(det["dtype"]).itemsize == 1) else None,
-            flags=_flags(layer, op, inbound[ln]), matched_by=p.how, output_sqnr_db=out_sqnr, proof_sqnr_db=p.sqnr_db))
+            flags=_flags(layer, op, inbound[ln]), matched_by=p.how, output_sqnr_db=out_sqnr, proof_sqnr_db=p.sqnr_db,
+            output_sqnr_by=by_output))
     import keras
 
     not_comparable = {ln: why[ln] for ln, (layer, _) in info.items()

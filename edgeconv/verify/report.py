@@ -47,16 +47,34 @@ def table_rows(report) -> list[list[str]]:
             continue
         multi = len(a.comparison.outputs) > 1
         for o in a.comparison.outputs:
-            rows.append([a.file, o.name if multi else "", _num(o.max_abs, ".2e"), _num(o.mean_abs, ".2e"),
-                         _num(o.cosine, ".6f"), _num(o.sqnr_db, ".1f"), _num(o.psnr_db, ".1f"),
-                         _pct(o.top1_agreement), _pct(o.top5_agreement), _accuracy(o), tol,
-                         verdict if a.sha256_ok else f"{verdict} (sha256)"])
+            named = multi or o.kind != "scores"
+            rows.append([a.file, f"{o.name} ({o.kind})" if named else "", _num(o.max_abs, ".2e"),
+                         _num(o.mean_abs, ".2e"), _num(o.cosine, ".6f"), _num(o.sqnr_db, ".1f"), _num(o.psnr_db, ".1f"),
+                         _pct(o.top1_agreement), _pct(o.top5_agreement), _accuracy(o),
+                         o.tolerance.describe() if o.tolerance is not None else tol,
+                         _output_verdict(a, o, multi) if a.sha256_ok else f"{verdict} (sha256)"])
     return rows
+
+
+def _output_verdict(a, o, multi: bool) -> str:
+    """The artifact's verdict; on a multi-output model each output's own ("ok": this output passes, the artifact
+    fails on another)."""
+    if not multi:
+        return a.verdict
+    if not all(c.passed for c in o.checks if a.judged_checks is None or c.name in a.judged_checks):
+        return "FAIL"
+    return a.verdict if a.passed else "ok"
 
 
 def detail_lines(report) -> list[str]:
     """Lines to print under the table: layer-wise summaries (with the plot file) and layers kept in float."""
     lines = [f"judged on: {report.data_note}"] if report.data_note else []
+    judged = next((a.comparison for a in report.artifacts if a.comparison is not None), None)
+    if judged is not None and (len(judged.outputs) > 1 or any(o.kind != "scores" for o in judged.outputs)):
+        from edgeconv.verify.kinds import KIND_WORDS
+
+        lines.append("outputs: " + "; ".join(f"{o.name} = {o.rule.split(':')[0] or KIND_WORDS.get(o.kind, o.kind)}"
+                                              for o in judged.outputs))
     unjudged = [a.file for a in report.artifacts if a.unjudged]
     if unjudged:
         lines.append(f"NOT JUDGED ({', '.join(unjudged)}): {report.artifact(unjudged[0]).unjudged}")
@@ -90,9 +108,11 @@ def to_markdown(report) -> str:
     for w in report.warnings:
         out.append(f"- Warning: {w}")
     out += ["", "## Results", "", markdown_table(table_columns(), table_rows(report)), "",
-            "Float artifacts are judged by an absolute (+ relative) tolerance; quantized ones by SQNR (dB) and top-1 "
-            "agreement with the reference. Top-5 = share of inputs whose reference top-1 class is in the artifact's "
-            "top 5.", ""]
+            "Float artifacts are judged by an absolute (+ relative) tolerance; quantized ones by SQNR (dB) and, for "
+            "class-score outputs, top-1 agreement with the reference. Regression, landmark and embedding outputs "
+            "have no top-1: they are judged by SQNR / atol, cosine similarity and (quantized) their largest error "
+            "as a share of the output's range. Top-5 = share of inputs whose reference top-1 class is in the "
+            "artifact's top 5.", ""]
     for a in report.artifacts:
         out += [f"## {a.file}: {a.verdict}", "",
                 f"{a.format} {a.precision}; tolerance: {a.tolerance.describe()}", ""]
@@ -100,6 +120,10 @@ def to_markdown(report) -> str:
             out += [f"Not judged: {a.unjudged}.", ""]
         if a.comparison is not None:
             for o in a.comparison.outputs:
+                if o.rule:
+                    rel = "" if o.rel_error is None else f", max error {_num(o.rel_error * 100, '.2f')}% of range"
+                    out.append(f"- output `{o.name}` {tuple(o.shape[1:])}: {o.rule} "
+                               f"(SQNR {_num(o.sqnr_db, '.1f')} dB, cosine {_num(o.cosine, '.6f')}{rel})")
                 for c in o.checks:
                     judged = a.judged_checks is None or c.name in a.judged_checks
                     mark = "ok" if c.passed else ("FAIL" if judged else "(not judged)")
@@ -130,8 +154,11 @@ def _layers_md(rep) -> str:
             "SQNR vs Keras dB", "max abs", "flags"]
     rank = {id(s): i + 1 for i, s in enumerate(rep.worst(len(rep.layers)))} if rep.layers[:1] and \
         rep.layers[0].output_sqnr_db is not None else {}
+    per_output = [n for n in (next((s.output_sqnr_by for s in rep.layers if s.output_sqnr_by), None) or {})]
+    cols[5:5] = [f"{n} SQNR dB" for n in per_output]  # multi-output: what the layer's error costs each output
     rows = [[s.depth, s.layer, s.layer_class, s.op,
              _num(s.output_sqnr_db, ".1f") + (f" (#{rank[id(s)]})" if rank.get(id(s), 99) <= 5 else ""),
+             *[_num((s.output_sqnr_by or {}).get(n), ".1f") for n in per_output],
              _num(s.rmse_scale, ".2f"), _num(s.local_sqnr_db, ".1f"), _num(s.sqnr_db, ".1f"), _num(s.max_abs, ".3g"),
              ", ".join(s.flags) + (" SUSPECT" if s.suspect else "")] for s in rep.layers]
     lines.append(markdown_table(cols, rows))

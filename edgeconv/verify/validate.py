@@ -310,7 +310,7 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
     set's validation split; never the calibration samples recorded in the manifest. ``reference`` is a
     :class:`KerasReference` already computed for these options (:func:`reference_for`); None computes it.
     """
-    from edgeconv.runtime.runners import runner_for
+    from edgeconv.runtime.shard import run_sharded
 
     opts = with_overrides(options or ValidationOptions(), overrides).check()
     folder, only = _resolve(path)
@@ -322,6 +322,10 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
     for rec in records:
         if not (folder / rec.file).exists():
             raise EdgeconvError(f"{folder / rec.file} is listed in the manifest but missing")
+    if opts.ray:
+        from edgeconv.runtime.cluster import connect
+
+        connect(opts.ray, num_cpus=opts.jobs)
     if reference is None or reference.key != _reference_key(opts):
         reference = reference_for(folder, opts, manifest=manifest)
     model, inputs, data_note = reference.model, reference.inputs, reference.data_note
@@ -332,6 +336,7 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
         y, label_source = load_labels(opts.labels, inputs.ids), str(opts.labels)
     elif inputs.labels is not None:
         y, label_source = np.asarray(inputs.labels), f"{inputs.source} (labels in the file)"
+    outputs = reference_outputs(manifest, model)
     overrides = opts.overrides
     noise = reference.noise() if opts.atol is None else 0.0
     reference = reference.outputs
@@ -353,9 +358,9 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
         res.sha256_ok = sha256_file(file) == rec.sha256
         t0 = time.perf_counter()
         try:
-            got = runner_for(file, num_threads=opts.num_threads, layout=rec.layout).run(inputs.x)
-            res.comparison = compare_outputs(reference, got, tol, labels=y,
-                                             names=[o.get("name", f"output_{i}") for i, o in enumerate(rec.outputs)])
+            got = run_sharded(file, inputs.x, jobs=opts.jobs, ray=bool(opts.ray), num_threads=opts.num_threads,
+                              layout=rec.layout, output_names=[o.name for o in outputs])  # runners.match_outputs
+            res.comparison = compare_outputs(reference, got, tol, labels=y, outputs=outputs)
         except EdgeconvError as e:
             res.error = str(e)
         res.seconds = time.perf_counter() - t0
@@ -380,6 +385,19 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
         stem = "report" if only is None else f"report.{Path(only[0]).stem}" if len(only) == 1 else "report.partial"
         report.report_files = [p.name for p in write_reports(report, folder, stem=stem)]
     return report
+
+
+def reference_outputs(manifest: Manifest, model) -> list:
+    """The reference's outputs with their kinds (:class:`edgeconv.verify.kinds.OutputInfo`), Keras order: as the
+    export recorded them, or for older manifests inferred from the model (with the recorded class labels' count)."""
+    from edgeconv.verify.kinds import infer_outputs
+
+    recorded = manifest.outputs
+    if recorded is not None:
+        return recorded
+    labels = (manifest.options or {}).get("class_labels")
+    classes = manifest.model.get("classes") if labels else None
+    return infer_outputs(model, labels=int(classes) if isinstance(classes, int) else None)
 
 
 GENERIC_PHOTOS_NOTE = ("the embedded generic photo set (no --calibration or --data was given): photos "
