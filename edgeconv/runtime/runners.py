@@ -127,7 +127,7 @@ def compiled_forward(model):
     fn = _COMPILED.get(model)
     if fn is None:
         t = model.inputs[0]
-        spec = tf.TensorSpec((None, *t.shape[1:]), tf.as_dtype(getattr(t, "dtype", "float32") or "float32"))
+        spec = tf.TensorSpec((None, *t.shape[1:]), tf.float32)  # runners take float32; Keras casts as eagerly
         fn = tf.function(lambda x: model(x, training=False), input_signature=[spec], autograph=False)
         _COMPILED[model] = fn
     return fn
