@@ -152,6 +152,7 @@ class ExportOptions:
     custom_objects: tuple[str, ...] = ()
     unsafe_deserialization: bool = False
     output_kinds: Mapping[str, str] = field(default_factory=dict)  # {output name: kind}: edgeconv.verify.kinds
+    jobs: int | None = None  # conversions at once (this process + workers); None: cores and memory decide
 
     def __post_init__(self):  # accept lists where tuples are meant; frozen, so through object.__setattr__
         object.__setattr__(self, "precisions", tuple(self.precisions))
@@ -184,6 +185,8 @@ class ExportOptions:
             raise UsageError(f"fallback must be 'none' or 'auto', got {self.fallback!r}")
         if not 0 < self.max_size_ratio:
             raise UsageError(f"--max-size-ratio must be > 0, got {self.max_size_ratio}")
+        if self.jobs is not None and self.jobs < 1:
+            raise UsageError(f"--jobs must be >= 1, got {self.jobs}")
         if self.calib_samples < 1:
             raise UsageError(f"--calib-samples must be >= 1, got {self.calib_samples}")
         parse_input_size(self.input_size)

@@ -183,7 +183,7 @@ def test_float_tolerance_never_below_the_reference_noise(folder, digits_calibrat
     x = (data[data.files[0]] if hasattr(data, "files") else data)[:32].astype(np.float32)
     from edgeconv.runtime.runners import KerasRunner
 
-    noise = v.reference_noise(model, x, KerasRunner(model).run(x))
+    noise = v.reference_noise(model, x, KerasRunner(model, compiled=True).run(x))
     assert 0 <= noise < 1e-5  # measured ~1e-7: trained and shallow
     rep = validate(folder, data=held, samples=40, write=False)
     assert rep.artifact("tiny_mnv3_fp32.tflite").tolerance.atol == pytest.approx(1e-4)

@@ -78,13 +78,15 @@ def preprocessing_from(mean, std, scale, bgr):
               "front end (BT.601), so phone APIs that only take RGB images (MediaPipe Tasks) can load them.")
 @model_file_flags
 @validation_flags
+@click.option("--jobs", type=click.IntRange(1), metavar="N",
+              help="Conversions at once (this process + worker processes); default: the CPU cores, as memory "
+                   "allows; 1: one after the other.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @debug_option
 def export(model, want, all_, io_type, calibration, calib_samples, out_dir, input_size, classes, alpha, width_items,
            weights, mean, std, scale, bgr, opset, nchw, dynamic_batch, seed, no_validate, fallback, max_size_ratio,
            keep_float, target, class_labels, output_kinds, model_version, no_rewrite, ort, rgb_input, custom_objects,
-           unsafe_deserialization, data,
-           samples, atol, min_sqnr, min_top1, labels, quiet):
+           unsafe_deserialization, data, samples, atol, min_sqnr, min_top1, labels, jobs, quiet):
     """Export MODEL (zoo name, .keras, .h5 or SavedModel folder) to TFLite / ONNX and validate it.
 
     Your own model: --custom-objects FILE.py for unregistered custom layers, --unsafe-deserialization for Lambda
@@ -106,6 +108,7 @@ def export(model, want, all_, io_type, calibration, calib_samples, out_dir, inpu
         fallback=fallback, max_size_ratio=max_size_ratio, keep_float=tuple(keep_float), quiet=quiet, target=target, class_labels=class_labels,
         model_version=model_version, rewrite=not no_rewrite, ort=ort, rgb_input=rgb_input, custom_objects=tuple(custom_objects),
         unsafe_deserialization=unsafe_deserialization, output_kinds=[(k, str(v)) for k, v in output_kinds],
+        jobs=jobs,
         command=" ".join(shlex.quote(a) for a in ["edgeconv", *sys.argv[1:]]))
     with native_output():
         result = run_export(model, opts)

@@ -15,6 +15,7 @@ seeded locally (:func:`edgeconv.pipeline.seeding.seeded`), native output is the 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -203,20 +204,34 @@ def _outputs_and_labels(loaded: LoadedModel, opts: ExportOptions) -> tuple[list,
     return outputs, labels, source
 
 
-def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path, work: Path) -> Prepared:
-    """Load -> labels -> calibration inputs -> (random zoo weights: BN statistics) -> Keras reference -> trace."""
+@contextlib.contextmanager
+def _timed(seconds: dict, key: str, description: str, quiet: bool):
+    """A progress step whose wall time is also kept in ``seconds[key]`` (:attr:`ExportResult.seconds`)."""
+    t0 = time.perf_counter()
+    with console.step(description, quiet):
+        yield
+    seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
+
+
+def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path, work: Path,
+            on_loaded=None) -> Prepared:
+    """Load -> labels -> calibration inputs -> (random zoo weights: BN statistics) -> Keras reference -> trace.
+    ``on_loaded(loaded)`` runs right after the load (the export starts its conversion workers there, so their
+    TensorFlow import overlaps the rest of this stage)."""
     from edgeconv.pipeline.trace import trace
 
     warnings: list[str] = []
     seconds: dict[str, float] = {}
     with seeded(opts.seed):  # zoo weights and BN estimation are reproducible; the caller's RNGs are left alone
-        with console.step(f"load {source}", opts.quiet):
+        with _timed(seconds, "load", f"load {source}", opts.quiet):
             loaded = load_model(source, weights=opts.weights, input_size=opts.input_size, classes=opts.classes,
                                 width=opts.width, preprocessing=opts.preprocessing,
                                 custom_objects=opts.custom_objects,
                                 unsafe_deserialization=opts.unsafe_deserialization)
             if opts.rgb_input:
                 loaded = with_rgb_input(loaded)
+        if on_loaded is not None:
+            on_loaded(loaded)
         warnings += loaded.warnings
         outputs, labels, labels_source = _outputs_and_labels(loaded, opts)
         plan = plan_data(opts.calibration, opts.validation.data, opts.calib_samples, opts.validation.samples,
@@ -224,22 +239,22 @@ def prepare(source, opts: ExportOptions, selected: list[Precision], stage: Path,
         warnings += plan.warnings
         calib = None
         if any(p.needs_calibration for p in selected):
-            with console.step("load calibration data", opts.quiet):
+            with _timed(seconds, "calibration data", "load calibration data", opts.quiet):
                 calib = _calibration_inputs(loaded, opts.calibration, plan.calibration_count, opts.seed)
             warnings += calib.warnings
             if len(calib.x) < plan.calibration_count:
                 warnings.append(f"calibration: only {len(calib.x)} samples available "
                                 f"(asked for {plan.calibration_count})")
+        t0 = time.perf_counter()
         weights, note = _init_weights(loaded, opts, calib)
+        seconds["weights"] = time.perf_counter() - t0  # BatchNorm estimation of random weights, else ~0
     if note:
         warnings.append(note)
     ref_file = f"{loaded.name}.keras"
-    with console.step("save Keras reference", opts.quiet):
+    with _timed(seconds, "reference", "save Keras reference", opts.quiet):
         save_reference(loaded.model, stage / ref_file)
-    t0 = time.perf_counter()
-    with console.step(f"trace {loaded.name} (batch {opts.batch_size or 'dynamic'})", opts.quiet):
+    with _timed(seconds, "trace", f"trace {loaded.name} (batch {opts.batch_size or 'dynamic'})", opts.quiet):
         saved_model = trace(loaded.model, work, opts.batch_size)
-    seconds["trace"] = time.perf_counter() - t0
     return Prepared(loaded, calib, weights, labels, ref_file, saved_model, warnings, seconds, plan=plan,
                     labels_source=labels_source, outputs=outputs)
 
@@ -270,18 +285,101 @@ def _convert_one(p: Precision, ctx: ConvertContext, prep: Prepared, stage: Path)
     return Artifact(p, record, seconds, warnings), converted
 
 
-def convert_all(prep: Prepared, selected: list[Precision], opts: ExportOptions, stage: Path) -> list[Artifact]:
-    """Every selected precision, in table order, staged in ``stage``. The float ONNX feeds the ONNX int8."""
+# Rough relative cost of each conversion, to hand the longest ones out first (calibration dominates int8 / int16x8).
+_COST = {"int8": 3, "int16x8": 3, "onnx": 2, "onnx_int8": 2}
+
+
+def convert_all(prep: Prepared, selected: list[Precision], opts: ExportOptions, stage: Path,
+                pool=None) -> list[Artifact]:
+    """Every selected precision, staged in ``stage``, returned in table order. The float ONNX feeds the ONNX int8.
+
+    With a :class:`~edgeconv.pipeline.workers.WorkerPool` the TFLite conversions also run in its worker processes
+    while this process converts: the ONNX chain (tf2onnx needs the Keras model in memory, the ONNX int8 needs the
+    float ONNX) stays here, the longest TFLite conversions go out first, and this process takes the shortest
+    remaining ones when it has nothing else. Each artifact's bytes are what the sequential path writes."""
     ctx = ConvertContext(prep.loaded, prep.saved_model, prep.calibration_x, opts)
+    done: dict[str, Artifact] = {}
+    local = [p for p in selected if p.format != "tflite"]
+    tflite = sorted((p for p in selected if p.format == "tflite"), key=lambda p: -_COST.get(p.key, 1))
+    if pool is not None and len(pool):
+        pool.init({"prep": _for_worker(prep, Path(prep.saved_model).parent / "calibration.npy"), "stage": stage,
+                   "options": opts})
+    try:
+        while local or tflite or (pool is not None and pool.busy):
+            if pool is not None:
+                for i in pool.idle(wait=opts.jobs is not None):
+                    if tflite and (local or len(tflite) > 1):  # this process has the model: it keeps one
+                        p = tflite.pop(0) if local else tflite.pop()
+                        pool.submit(i, p.key, p.key)
+                _collect(pool, done, opts.quiet, block=not local and not tflite)
+            if local:
+                p = local.pop(0)
+            elif tflite:
+                p = tflite.pop(0)
+            else:
+                continue
+            artifact, converted = _convert_one(p, ctx, prep, stage)
+            if p.key == "onnx":
+                ctx = replace(ctx, onnx_fp32=converted)
+            done[p.key] = artifact
+            if opts.ort and p.format == "onnx":
+                done[f"{p.key}_ort"] = _ort_artifact(artifact, stage, opts.quiet)
+    finally:
+        if pool is not None and pool.busy:  # an error here: let running workers finish before the stage goes
+            pool.close()
     out = []
     for p in selected:
-        artifact, converted = _convert_one(p, ctx, prep, stage)
-        if p.key == "onnx":
-            ctx = replace(ctx, onnx_fp32=converted)
-        out.append(artifact)
-        if opts.ort and p.format == "onnx":
-            out.append(_ort_artifact(artifact, stage, opts.quiet))
+        out.append(done[p.key])
+        if f"{p.key}_ort" in done:
+            out.append(done[f"{p.key}_ort"])
     return out
+
+
+def _collect(pool, done: dict, quiet: bool, block: bool) -> None:
+    """Take the answers of the workers that have finished (with ``block``: wait for one)."""
+    import select
+
+    ready = pool.ready()
+    if block and not ready and pool.busy:
+        select.select([pool.procs[i].stdout for i in pool.busy], [], [])
+        ready = pool.ready()
+    for i in ready:
+        key, artifact = pool.collect(i)
+        done[key] = artifact
+        if not quiet:
+            console.info(f"done convert {key} ({artifact.seconds:.1f} s, in a worker process)")
+
+
+def _for_worker(prep: Prepared, calibration_file: Path) -> Prepared:
+    """``prep`` without what does not cross a process boundary: the Keras model (the worker loads the export's own
+    ``.keras`` reference), imported custom-object modules (it re-imports ``--custom-objects``); the calibration
+    inputs go through ``calibration_file`` (a .npy the worker maps) rather than the pipe."""
+    calib = prep.calib
+    if calib is not None:
+        np.save(calibration_file, calib.x)
+        calib = replace(calib, x=str(calibration_file))
+    return replace(prep, calib=calib, loaded=replace(prep.loaded, model=None, custom_objects=None))
+
+
+def convert_in_worker(state: dict, key: str) -> Artifact:
+    """In a worker process (:mod:`edgeconv.pipeline.workers`): convert and stage one precision, as
+    :func:`_convert_one` does in the export's own process."""
+    prep: Prepared = state["prep"]
+    if prep.calib is not None and isinstance(prep.calib.x, str):
+        prep = state["prep"] = replace(prep, calib=replace(prep.calib, x=np.load(prep.calib.x)))
+    if prep.loaded.model is None:  # first conversion here: the model the export saved as its reference
+        from edgeconv.pipeline.custom_objects import import_custom_objects
+        from edgeconv.pipeline.load import load_keras_model
+
+        o = state["options"]
+        custom = import_custom_objects(o.custom_objects) if o.custom_objects else None
+        model, _ = load_keras_model(state["stage"] / prep.reference_file, custom_objects=custom,
+                                    unsafe_deserialization=o.unsafe_deserialization)
+        prep = state["prep"] = replace(prep, loaded=replace(prep.loaded, model=model, custom_objects=custom))
+    opts = replace(state["options"], quiet=True)  # the parent reports progress
+    ctx = ConvertContext(prep.loaded, prep.saved_model, prep.calibration_x, opts)
+    artifact, _ = _convert_one(PRECISIONS[key], ctx, prep, state["stage"])
+    return artifact
 
 
 ORT_CONFIG_SUFFIX = ".required_operators.config"
@@ -412,9 +510,19 @@ def export(source, options: ExportOptions | None = None, **overrides) -> ExportR
     _check_writable(out_root)
     stage = Path(tempfile.mkdtemp(prefix=".edgeconv-partial-", dir=out_root))
     work = Path(tempfile.mkdtemp(prefix="edgeconv-trace-"))
+    pools = []  # started once the model is loaded: their TensorFlow import overlaps the rest of prepare()
     try:
-        prep = prepare(source, opts, selected, stage, work)
-        artifacts = convert_all(prep, selected, opts, stage)
+        prep = prepare(source, opts, selected, stage, work,
+                       on_loaded=lambda loaded: pools.append(_start_workers(selected, opts, loaded)))
+        pool = pools[0] if pools else None
+        if pool is not None:
+            pool.shrink(_worker_count(selected, opts, prep.saved_model, prep.loaded)[0])
+        t0 = time.perf_counter()
+        artifacts = convert_all(prep, selected, opts, stage, pool)
+        convert_seconds = time.perf_counter() - t0  # wall time of all conversions (they may overlap)
+        n_workers = 0 if pool is None else len(pool.initialized)  # the workers that did convert
+        if pool is not None:
+            pool.close()  # their memory is free again before validation
         manifest = build_manifest(prep, artifacts, opts, stage, opts.command or _python_call(source, opts))
         final = out_root / prep.name
         extra_files = {LABELS_FILE: labels_text(prep.labels).encode("utf-8")} if prep.labels is not None else {}
@@ -425,54 +533,80 @@ def export(source, options: ExportOptions | None = None, **overrides) -> ExportR
         warnings = prep.warnings + [w for a in artifacts for w in a.warnings]
         if any(p.key == "int16x8" for p in selected):
             warnings.insert(0, INT16X8_SPEED_NOTE)
-        seconds = {**prep.seconds, **{a.precision.key: a.seconds for a in artifacts}}
+        seconds = {**prep.seconds, **{a.record.key: a.seconds for a in artifacts}, "convert": convert_seconds,
+                   "workers": n_workers}
         result = ExportResult(final, prep.name, manifest,
                               None if prep.calib is None else prep.calib.describe(), seconds, warnings=warnings,
                               options=opts)
         if opts.validate:
+            t0 = time.perf_counter()
             result.validation, result.fallback, notes = validate_and_fallback(final, manifest, prep, opts)
+            seconds["validate"] = time.perf_counter() - t0  # with --fallback auto: its rounds too
             result.warnings += notes
     finally:
+        for pool in pools:
+            if pool is not None:
+                pool.close()
         shutil.rmtree(stage, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _worker_count(selected: list[Precision], opts: ExportOptions, saved_model: Path | None, loaded: LoadedModel):
+    """(worker processes, why) for this export: the TFLite conversions can run apart; the ONNX chain is one more."""
+    from edgeconv.pipeline.workers import worker_count
+
+    tasks = sum(p.format == "tflite" for p in selected) + any(p.format != "tflite" for p in selected)
+    return worker_count(tasks, opts.jobs, saved_model, params=int(loaded.model.count_params()))
+
+
+def _start_workers(selected: list[Precision], opts: ExportOptions, loaded: LoadedModel):
+    n, _ = _worker_count(selected, opts, None, loaded)
+    if n == 0:
+        return None
+    from edgeconv.pipeline.workers import WorkerPool
+
+    return WorkerPool(n)
 
 
 def validate_and_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: ExportOptions):
     """-> (ValidationReport, FallbackResult | None, warnings). With ``fallback="auto"`` an int8 TFLite that fails
     is re-converted with its worst layers in float (:mod:`edgeconv.verify.fallback`), re-published and
     re-validated."""
+    from edgeconv.verify.validate import reference_for
     from edgeconv.verify.validate import validate as run_validation
 
     vopts = replace(opts.validation, seed=opts.seed, unsafe_deserialization=opts.unsafe_deserialization,
                     custom_objects=opts.validation.custom_objects or opts.custom_objects)
     with console.step("validate against the Keras reference", opts.quiet):
-        report = run_validation(final, vopts)
+        # One Keras reference (the in-memory model the export saved, its outputs on the held-out inputs) for the
+        # validation, the fallback rounds and the re-validation after them.
+        ref = reference_for(final, vopts, model=prep.loaded.model, manifest=manifest)
+        report = run_validation(final, vopts, reference=ref)
     int8_file = INT8.filename(prep.name)
     failed = any(not a.passed for a in report.artifacts if a.file == int8_file)
     if opts.fallback != "auto" or not failed:
         return report, None, []
-    fb, notes = _apply_fallback(final, manifest, prep, opts, report.artifact(int8_file), int8_file)
+    fb, notes = _apply_fallback(final, manifest, prep, opts, report.artifact(int8_file), int8_file, ref)
     with console.step("re-validate after fallback", opts.quiet):
-        report = run_validation(final, vopts)
+        report = run_validation(final, vopts, reference=ref)
     return report, fb, notes
 
 
-def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: ExportOptions, failing, file: str):
-    """The int8 TFLite failed validation: keep its worst layers in float until it passes (edgeconv.verify.fallback)."""
+def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: ExportOptions, failing, file: str,
+                    ref):
+    """The int8 TFLite failed validation: keep its worst layers in float until it passes (edgeconv.verify.fallback).
+    ``ref`` is the validation's :class:`~edgeconv.verify.validate.KerasReference`: the same held-out inputs and
+    Keras outputs judge every round."""
     from edgeconv.pipeline.phone_ready import PhoneOptions, finish_tflite
-    from edgeconv.runtime.runners import KerasRunner
     from edgeconv.verify.compare import tolerance_for
     from edgeconv.verify.fallback import auto_fallback
-    from edgeconv.verify.validate import validation_inputs
 
     vopts, loaded, calib = opts.validation, prep.loaded, prep.calib
-    val, _, _ = validation_inputs(manifest, replace(vopts, seed=opts.seed))  # the same held-out data as validation
-    ref = KerasRunner(loaded.model).run(val.x)
     tol = tolerance_for("int8", "tflite", **vopts.overrides)
     with console.step("fallback: keep the worst int8 layers in float", opts.quiet):
-        fb = auto_fallback(prep.saved_model, calib.x, val.x, ref, tol, keep_float=opts.keep_float,
-                           io_type=opts.io_type, labels=val.labels, max_size_ratio=opts.max_size_ratio,
+        fb = auto_fallback(prep.saved_model, calib.x, ref.x, ref.outputs, tol, keep_float=opts.keep_float,
+                           io_type=opts.io_type, labels=ref.inputs.labels, max_size_ratio=opts.max_size_ratio,
                            layer_report=failing.layers if failing.layers and failing.layers.layers else None,
                            outputs=prep.outputs or None)
     phone = PhoneOptions(opts.target, prep.labels, opts.model_version, opts.rewrite, tuple(prep.outputs))

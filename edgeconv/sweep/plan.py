@@ -85,6 +85,7 @@ class Cell:
         return ExportOptions(precisions=self.precisions, out_dir=str(Path(out_root) / self.subdir),
                              calib_samples=self.calib_samples, input_size=self.input_size, width=dict(self.width),
                              weights=self.weights, seed=self.seed, validate=False, quiet=True,
+                             jobs=1,  # one CPU per cell: the sweep's --jobs / Ray's num_cpus share the machine
                              command=self.command())
 
     def validation_options(self):

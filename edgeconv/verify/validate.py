@@ -23,7 +23,8 @@ from edgeconv.fileio import sha256_file
 from edgeconv.options import ValidationOptions, with_overrides
 from edgeconv.pipeline.manifest import MANIFEST, ArtifactRecord, Manifest
 
-__all__ = ["ArtifactResult", "ValidationReport", "validate", "load_labels", "REPORT_SCHEMA"]
+__all__ = ["ArtifactResult", "ValidationReport", "validate", "load_labels", "REPORT_SCHEMA", "KerasReference",
+           "reference_for"]
 
 REPORT_SCHEMA = "edgeconv.report/1"
 
@@ -253,16 +254,62 @@ def _load_reference(folder: Path, manifest: Manifest, opts: ValidationOptions) -
     return model, warnings + notes
 
 
-def validate(path, options: ValidationOptions | None = None, *, artifacts=None, **overrides) -> ValidationReport:
+@dataclass
+class KerasReference:
+    """The Keras reference of one validation, computed once: the model, the held-out inputs, its outputs on them
+    and (lazily) its float32-rounding noise. An export makes one and hands it to validation, the layer-wise reports,
+    ``--fallback auto`` and the re-validation after a fallback, so none of them reloads the model, re-reads the
+    inputs or re-runs Keras on them (:func:`reference_for`)."""
+
+    model: object
+    inputs: object  # edgeconv.pipeline.inputs.InputSet
+    data_note: str
+    warnings: list[str]
+    outputs: list[np.ndarray]
+    key: tuple  # the options it was made for: (data, samples, seed)
+    _noise: float | None = None
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.inputs.x
+
+    def noise(self) -> float:
+        if self._noise is None:
+            self._noise = reference_noise(self.model, self.inputs.x, self.outputs)
+        return self._noise
+
+
+def _reference_key(opts: ValidationOptions) -> tuple:
+    return (None if opts.data is None else str(opts.data), opts.samples, opts.seed)
+
+
+def reference_for(folder, opts: ValidationOptions, *, model=None, manifest: Manifest | None = None
+                  ) -> KerasReference:
+    """The Keras reference of the export folder ``folder`` on the held-out inputs ``opts`` selects. ``model`` is the
+    in-memory Keras model the export saved as its reference (the same weights, byte-for-byte); None reloads the
+    folder's ``.keras``. Keras runs as one compiled function (:func:`edgeconv.runtime.runners.compiled_forward`)."""
+    from edgeconv.runtime.runners import KerasRunner
+
+    folder = Path(folder)
+    manifest = manifest or Manifest.load(folder)
+    warnings: list[str] = []
+    if model is None:
+        model, warnings = _load_reference(folder, manifest, opts)
+    inputs, data_note, data_warnings = validation_inputs(manifest, opts)
+    outputs = KerasRunner(model, compiled=True).run(inputs.x)
+    return KerasReference(model, inputs, data_note, warnings + data_warnings, outputs, _reference_key(opts))
+
+
+def validate(path, options: ValidationOptions | None = None, *, artifacts=None, reference: KerasReference | None = None,
+             **overrides) -> ValidationReport:
     """Validate every artifact of the export folder ``path`` (or just the artifact file ``path``; or the files named
     in ``artifacts``) against the Keras reference on held-out inputs.
 
     ``options`` is a :class:`~edgeconv.options.ValidationOptions`; keyword arguments override its fields
     (``validate(folder, samples=50, layers=True)``). The inputs are ``options.data`` or, when None, the embedded photo
-    set's validation split; never the calibration samples recorded in the manifest.
+    set's validation split; never the calibration samples recorded in the manifest. ``reference`` is a
+    :class:`KerasReference` already computed for these options (:func:`reference_for`); None computes it.
     """
-    from edgeconv.pipeline.inputs import model_inputs
-    from edgeconv.runtime.runners import KerasRunner
     from edgeconv.runtime.shard import run_sharded
 
     opts = with_overrides(options or ValidationOptions(), overrides).check()
@@ -279,19 +326,20 @@ def validate(path, options: ValidationOptions | None = None, *, artifacts=None, 
         from edgeconv.runtime.cluster import connect
 
         connect(opts.ray, num_cpus=opts.jobs)
-    model, warnings = _load_reference(folder, manifest, opts)
+    if reference is None or reference.key != _reference_key(opts):
+        reference = reference_for(folder, opts, manifest=manifest)
+    model, inputs, data_note = reference.model, reference.inputs, reference.data_note
+    warnings = list(reference.warnings)
     random_weights = manifest.weights.is_random
-    inputs, data_note, data_warnings = validation_inputs(manifest, opts)
-    warnings += data_warnings
     y, label_source = None, None
     if opts.labels is not None:
         y, label_source = load_labels(opts.labels, inputs.ids), str(opts.labels)
     elif inputs.labels is not None:
         y, label_source = np.asarray(inputs.labels), f"{inputs.source} (labels in the file)"
-    reference = KerasRunner(model).run(inputs.x)
     outputs = reference_outputs(manifest, model)
     overrides = opts.overrides
-    noise = reference_noise(model, inputs.x, reference) if opts.atol is None else 0.0
+    noise = reference.noise() if opts.atol is None else 0.0
+    reference = reference.outputs
     results = []
     for rec in records:
         tol = tolerance_for(rec.precision, rec.format, **overrides)
@@ -400,22 +448,27 @@ NOISE_SAMPLES = 16
 NOISE_FACTOR = 10
 
 
-def reference_noise(model, x: np.ndarray, reference: list[np.ndarray]) -> float:
+def reference_noise(model, x: np.ndarray, reference: list[np.ndarray], *, compiled: bool = True) -> float:
     """How far float32 rounding alone moves the Keras reference: the larger of
     - max |Keras(x * (1 + 1 ulp random signs)) - Keras(x)| over every input: a one-ulp nudge of the input, as the
       network amplifies it (a runtime's different summation order nudges every layer like this), and
     - max |one image at a time - batched| over the first :data:`NOISE_SAMPLES` inputs (oneDNN picks other kernels).
     ~1e-7 for a trained model, up to ~1e-4 for a deep net with random weights. Float artifacts are held to
-    ``max(atol, NOISE_FACTOR * noise)``."""
+    ``max(atol, NOISE_FACTOR * noise)``.
+
+    Its cost is one batched pass over the nudged inputs plus :data:`NOISE_SAMPLES` one-image calls, all through the
+    model's one compiled function (``compiled=False``: Keras' eager call, ~10-20x slower, same figures to float32
+    rounding; ``reference`` must come from the same kind of run)."""
     from edgeconv.runtime.runners import KerasRunner
 
     if len(x) == 0:
         return 0.0
     rng = np.random.default_rng(0)
     nudged = (x * (1 + rng.choice([-1.0, 1.0], x.shape) * 2.0 ** -23)).astype(np.float32)
-    noise = max(float(np.max(np.abs(a - r))) for a, r in zip(KerasRunner(model).run(nudged), reference))
+    batched = KerasRunner(model, compiled=compiled)
+    noise = max(float(np.max(np.abs(a - r))) for a, r in zip(batched.run(nudged), reference))
     n = min(len(x), NOISE_SAMPLES)
-    single = KerasRunner(model, batch_size=1).run(x[:n])
+    single = KerasRunner(model, batch_size=1, compiled=compiled).run(x[:n])
     return max(noise, *(float(np.max(np.abs(a - r[:n]))) for a, r in zip(single, reference)))
 
 
