@@ -13,7 +13,7 @@ Workers are plain subprocesses speaking length-prefixed pickles over their stdin
 the caller's ``__main__``, which breaks library calls from unguarded scripts.
 
 How many (:func:`worker_count`): conversions at once = this process + workers, at most the CPU cores this process
-may use, the number of independent conversions, and what the available memory holds: each worker costs about
+may use that other work does not keep busy (:func:`free_cores`, the load average), the number of independent conversions, and what the available memory holds: each worker costs about
 ``WORKER_BASE_BYTES`` (TensorFlow + the converter) plus ``WORKER_MODEL_FACTOR`` x the SavedModel's size (the
 converter holds the graph, its variables and the MLIR module's constants several times over; ~6x measured on
 MobileNets, 8x with margin), and 1 GB is left to the parent. A ResNet-152 (230 MB of variables) then needs ~2.6 GB
@@ -29,7 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["worker_count", "WorkerPool", "available_memory"]
+__all__ = ["worker_count", "WorkerPool", "available_memory", "free_cores"]
 
 WORKER_BASE_BYTES = 900 * 2 ** 20
 WORKER_MODEL_FACTOR = 8
@@ -42,6 +42,18 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def free_cores() -> int:
+    """The cores this process may use minus those other work keeps busy (the 1-minute load average beyond this
+    process's own 1, rounded): ``make -l``'s rule. On a machine already running other jobs (a test runner, a sweep,
+    a CI neighbour) an automatic export then converts in this process, instead of paying each worker's TensorFlow
+    import (~4 s of CPU) for cores that are not free. At least 1."""
+    try:
+        others = max(0.0, os.getloadavg()[0] - 1.0)
+    except (AttributeError, OSError):  # pragma: no cover - not Unix
+        others = 0.0
+    return max(1, cpu_count() - int(others + 0.5))
 
 
 def available_memory() -> int | None:
@@ -65,7 +77,7 @@ def worker_count(tasks: int, jobs: int | None, saved_model: Path | None = None, 
     """-> (worker processes to start, why). ``tasks`` is the number of conversions that could run apart; ``params``
     the model's parameter count: automatically (``jobs`` None) a model under :data:`MIN_PARAMS` gets none (its
     conversions take less than a worker's start)."""
-    lanes = cpu_count() if jobs is None else jobs
+    lanes = free_cores() if jobs is None else jobs
     want = max(0, min(lanes, tasks) - 1)
     if want == 0:
         return 0, "sequential" if jobs == 1 else f"{tasks} conversion(s), {lanes} lane(s)"
@@ -78,7 +90,7 @@ def worker_count(tasks: int, jobs: int | None, saved_model: Path | None = None, 
         if fit < want:
             return int(fit), (f"memory: {avail / 2 ** 30:.1f} GB available holds {fit} worker(s) of "
                               f"~{per / 2 ** 30:.1f} GB")
-    return want, f"{want + 1} conversions at once ({'--jobs' if jobs else f'{cpu_count()} cores'})"
+    return want, f"{want + 1} conversions at once ({'--jobs' if jobs else f'{lanes} free core(s)'})"
 
 
 def _send(stream, obj) -> None:
