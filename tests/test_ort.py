@@ -24,7 +24,9 @@ def test_ort_files_run_match_their_onnx_and_are_listed(trained_tiny, digits_cali
         assert rec.format == "ort" and rec.sha256 and (res.out_dir / ort_file).read_bytes()[4:8] == b"ORTM"
         a = OnnxRunner(res.out_dir / base).run(x)[0]
         b = OnnxRunner(res.out_dir / ort_file).run(x)[0]
-        assert np.abs(a - b).max() <= 1e-6, base  # the .ort computes what its .onnx computes
+        # the .ort computes what its .onnx computes, to float32 rounding (the .ort's graph is optimised offline:
+        # fused kernels sum in another order; 1.07e-6 measured on softmax outputs of one training of the fixture)
+        assert np.abs(a - b).max() <= 1e-5, base
     config = (res.out_dir / "tiny_mnv3.required_operators.config").read_text()
     assert "com.microsoft;1;" in config and "QLinearConv" in config and "ai.onnx;" in config
     int8 = inspect_artifact(res.out_dir / "tiny_mnv3_int8.onnx")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,6 +168,16 @@ def test_calibration_samples_are_never_validation_inputs(folder, digits_calibrat
     rep = validate(folder, data=cal, samples=5000, artifacts=["tiny_mnv3_fp32.tflite"], write=False)
     assert rep.samples == 1300 and rep.passed
     assert any("only 1300 held-out samples" in w for w in rep.warnings)
+
+
+def test_same_file_names_in_another_source_are_not_excluded(folder, digits_calibration_npy, tmp_path):
+    """Sample ids are names inside their source: a copy elsewhere is other data, so none of it is excluded."""
+    cal, _ = digits_calibration_npy
+    other = tmp_path / "elsewhere" / Path(cal).name
+    other.parent.mkdir()
+    other.write_bytes(Path(cal).read_bytes())
+    rep = validate(folder, data=other, samples=5000, artifacts=["tiny_mnv3_fp32.tflite"], write=False)
+    assert rep.samples == 1400 and rep.passed
 
 
 def test_float_tolerance_never_below_the_reference_noise(folder, digits_calibration_npy, monkeypatch):

@@ -225,15 +225,22 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
     nodes, prev_sq = list(base), best_sq
     for rnd, (gain, _, n, unit) in enumerate(gains[:max_rounds]):
         trial = nodes + unit
-        model, cmp, row = attempt(f"keep {cal.layer_of(n)} float (+{len(unit) - 1} neighbour node(s))", trial,
-                                  stats=stats, gain_db=None)
-        row["gain_db"] = round(_worst(cmp)[0] - prev_sq, 2) if math.isfinite(_worst(cmp)[0]) else None
+        # named by what the unit keeps float (a candidate already kept by an earlier unit adds only its neighbours)
+        model, cmp, row = attempt(f"keep {', '.join(names(unit))} float ({len(unit)} node(s))", trial, stats=stats,
+                                  gain_db=None)
+        sq = _worst(cmp)[0]
+        row["gain_db"] = round(sq - prev_sq, 2) if math.isfinite(sq) else None
         if not row["within_budget"]:
             row["action"] += ": over the size/latency budget, not kept"
             break
-        nodes, prev_sq = trial, _worst(cmp)[0]
         if acceptable(cmp, row):
-            return done(model, nodes, row, stats)
+            return done(model, trial, row, stats)
+        # a unit is kept only when the whole validation set says it helps (the ranking saw 64 samples, and a float
+        # island adds its own re-quantization): the fewest float layers, each one paying for itself
+        if not (math.isfinite(sq) and sq > prev_sq + 0.05 and _no_worse(cmp, floor)):
+            row["action"] += ": no gain on the validation data, not kept"
+            continue
+        nodes, prev_sq = trial, sq
 
     # 4. int16x8, whole model, last resort
     if try_int16x8:

@@ -10,6 +10,7 @@ from.
 """
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -427,7 +428,9 @@ def validation_inputs(manifest: Manifest, opts: ValidationOptions):
             warnings.append(f"the data the export validated on ({recorded}) is not here any more: validating on "
                             f"the embedded generic photos instead; pass --data")
             kind = "embedded"
-    calib_ids = list((manifest.calibration or {}).get("ids") or [])
+    calib = manifest.calibration or {}
+    # sample ids are file names inside their source: they name the calibration samples only in that same source
+    calib_ids = list(calib.get("ids") or []) if _same_source(data, calib.get("path")) else []
     inputs = model_inputs(data, input_shape=manifest.input_shape, preprocessing=manifest.preprocessing, num=num,
                           split="validation", seed=opts.seed, exclude_ids=calib_ids)
     warnings += inputs.warnings
@@ -442,6 +445,18 @@ def validation_inputs(manifest: Manifest, opts: ValidationOptions):
     else:
         note = GENERIC_PHOTOS_NOTE
     return inputs, note, warnings
+
+
+def _same_source(data, calibration_path) -> bool:
+    """Whether the validation inputs come from the source the export calibrated on (both the embedded photo set, or
+    the same file or folder however it is spelled)."""
+    if data is None or calibration_path is None:
+        return data is None and calibration_path is None
+    a, b = Path(data), Path(calibration_path)
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
 
 
 NOISE_SAMPLES = 16
