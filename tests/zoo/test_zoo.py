@@ -62,8 +62,19 @@ def _small_shape(info):
     return (s, s, info.input_shape[2])
 
 
+def _has_custom_layers(model) -> bool:
+    def walk(layer):
+        yield layer
+        for sub in getattr(layer, "layers", []) or []:
+            yield from walk(sub)
+
+    return any(not type(l).__module__.startswith("keras") for l in walk(model))
+
+
 @pytest.mark.parametrize("name", DEFAULT_SIZE)
-def test_forward_pass_small(name):
+def test_forward_pass_small_and_keras_file_roundtrip(name, tmp_path):
+    """Every zoo model runs small (a softmax over the asked classes, finite); one with custom layers reloads from
+    .keras (the layers are registered) with identical outputs. One build serves both checks."""
     import keras
 
     info = models.model_info(name)
@@ -76,33 +87,12 @@ def test_forward_pass_small(name):
     assert y.shape == (2, 7)
     assert np.all(np.isfinite(y))
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-4)  # every zoo head ends in softmax
+    if _has_custom_layers(model):
+        path = os.path.join(tmp_path, f"{name}.keras")
+        model.save(path)
+        again = keras.models.load_model(path)
+        np.testing.assert_array_equal(np.asarray(model(x[:1])), np.asarray(again(x[:1])))
     keras.backend.clear_session()
-
-
-def _has_custom_layers(model) -> bool:
-    def walk(layer):
-        yield layer
-        for sub in getattr(layer, "layers", []) or []:
-            yield from walk(sub)
-
-    return any(not type(l).__module__.startswith("keras") for l in walk(model))
-
-
-@pytest.mark.parametrize("name", DEFAULT_SIZE)
-def test_keras_file_roundtrip(name, tmp_path):
-    """Zoo models with custom layers reload from .keras (the layers are registered) with identical outputs."""
-    import keras
-
-    info = models.model_info(name)
-    keras.backend.clear_session()
-    model = models.create_model(name, input_shape=_small_shape(info), classes=5, **info.small_kwargs)
-    if not _has_custom_layers(model):
-        pytest.skip("only built-in Keras layers")
-    path = os.path.join(tmp_path, f"{name}.keras")
-    model.save(path)
-    again = keras.models.load_model(path)
-    x = np.random.default_rng(1).uniform(0, 1, size=(1, *_small_shape(info))).astype("float32")
-    np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(again(x)))
 
 
 def test_unknown_name_suggests_closest():
