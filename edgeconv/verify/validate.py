@@ -449,14 +449,15 @@ def validation_inputs(manifest: Manifest, opts: ValidationOptions):
 
 def _same_source(data, calibration_path) -> bool:
     """Whether the validation inputs come from the source the export calibrated on (both the embedded photo set, or
-    the same file or folder however it is spelled)."""
+    the same file or folder however it is spelled). When the recorded calibration path cannot be found from here (a
+    relative path recorded in another folder), the same file name counts as the same source: excluding too much
+    only costs samples, including calibration samples would flatter the verdict."""
     if data is None or calibration_path is None:
         return data is None and calibration_path is None
     a, b = Path(data), Path(calibration_path)
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return a.resolve() == b.resolve()
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve().name == b.resolve().name
 
 
 NOISE_SAMPLES = 16
