@@ -8,7 +8,7 @@ The sweep does the work: one worker process per model (``--jobs``, memory-aware)
 exported on its own to find which breaks. Its own record (one row per artifact) is in ``OUT/zoo_sweep/sweep.md``;
 this script only pivots it into the table of RESULTS.md.
 
-    python3 benchmarks/zoo.py --jobs 2 --timeout 420         # every zoo model (about 26 min wall on 2 cores)
+    python3 benchmarks/zoo.py --jobs 2 --timeout 420         # every zoo model (50 min wall on 2 cores that also ran the tests)
     python3 benchmarks/zoo.py --quick                        # one tiny model, fp32 + int8
 """
 from __future__ import annotations
