@@ -31,6 +31,7 @@ class ConvertContext:
     calibration_x: np.ndarray | None
     options: "ExportOptions"
     onnx_fp32: bytes | None = None  # the float ONNX of this export, once made (ONNX int8 quantizes it)
+    tflite_float: bytes | None = None  # the float .tflite as converted (before metadata), once made
 
 
 @dataclass(frozen=True)
@@ -45,21 +46,66 @@ class Conversion:
 
 
 def convert_tflite_artifact(p: "Precision", ctx: ConvertContext) -> Conversion:
-    """TFLite at ``p.precision`` from the traced SavedModel; int8 with ``--keep-float`` layers goes through TF's
-    selective quantization (:func:`edgeconv.verify.fallback.convert_with_keep_float`)."""
-    from edgeconv.tflite.convert import io_dtype_name
+    """TFLite at ``p.precision`` from the traced SavedModel. int8 (with or without ``--keep-float`` layers) is
+    quantized from the export's float model and its one calibration (:func:`calibrated`), not converted again."""
+    from edgeconv.tflite.convert import convert_tflite, io_dtype_name
 
     opts = ctx.options
     io_type = io_dtype_name(p.precision, opts.io_type) if p.needs_calibration else None
-    if p.key == "int8" and opts.keep_float:
-        from edgeconv.verify.fallback import convert_with_keep_float
-
-        data = convert_with_keep_float(ctx.saved_model, ctx.calibration_x, list(opts.keep_float), opts.io_type)
-        return Conversion(data, fields={"io_type": io_type, "kept_float": list(opts.keep_float)})
-    from edgeconv.tflite.convert import convert_tflite
-
+    if p.key == "fp32":
+        return Conversion(float_model(ctx), fields={"io_type": "float32"})
+    if p.key == "int8":
+        cal = calibrated(ctx)
+        if opts.keep_float:
+            data = cal.quantize(denylist=list(opts.keep_float), io_type=opts.io_type)
+            return Conversion(data, fields={"io_type": io_type, "kept_float": list(opts.keep_float)})
+        return Conversion(cal.quantize(io_type=opts.io_type), fields={"io_type": io_type})
     data = convert_tflite(ctx.saved_model, p.precision, ctx.calibration_x, opts.io_type)
     return Conversion(data, fields={"io_type": io_type or "float32"})
+
+
+FLOAT_FILE, CALIBRATED_FILE = "float.tflite", "calibrated_int8.tflite"
+
+
+def float_model(ctx: ConvertContext) -> bytes:
+    """The export's float .tflite as the converter wrote it: ``ctx.tflite_float``, else the copy kept next to the
+    trace by whichever process converted it first, else converted now (and kept)."""
+    from edgeconv.fileio import atomic_write_bytes
+    from edgeconv.tflite.convert import convert_tflite
+
+    if ctx.tflite_float is not None:
+        return ctx.tflite_float
+    kept = Path(ctx.saved_model).parent / FLOAT_FILE
+    if kept.exists():
+        return kept.read_bytes()
+    data = convert_tflite(ctx.saved_model, "fp32")
+    atomic_write_bytes(kept, data)
+    return data
+
+
+def calibrated(ctx: ConvertContext):
+    """The export's one int8 calibration (:class:`edgeconv.tflite.calibrate.Calibrated` of its float model on its
+    calibration inputs), shared by the int8 artifact, ``--keep-float`` and every ``--fallback auto`` round: kept
+    next to the trace, so the fallback in the export's process reuses what a worker calibrated."""
+    from edgeconv.fileio import atomic_write_bytes
+    from edgeconv.tflite.calibrate import Calibrated, calibrate
+
+    fm = float_model(ctx)
+    kept = Path(ctx.saved_model).parent / CALIBRATED_FILE
+    x = ctx.calibration_x
+    if kept.exists():
+        return Calibrated(kept.read_bytes(), np.asarray(x, np.float32), ctx.options.io_type, str(ctx.saved_model),
+                          float_model=fm)
+    cal = calibrate(fm, x, ctx.options.io_type)
+    cal.saved_model_dir = str(ctx.saved_model)
+    atomic_write_bytes(kept, cal.model)
+    return cal
+
+
+# Inputs the ONNX graph rewrites are checked on: every tensor both graphs compute is compared, so one 224x224 input
+# already compares millions of values per tensor; each input costs 4 onnxruntime runs with every tensor as an
+# output (8 inputs took 3.5 s of MobileNetV3-Small's ONNX step, 2 take 0.9 s).
+VERIFY_SAMPLES = 2
 
 
 def _onnx_fp32(ctx: ConvertContext) -> tuple[bytes, dict, tuple[str, ...]]:
@@ -68,7 +114,7 @@ def _onnx_fp32(ctx: ConvertContext) -> tuple[bytes, dict, tuple[str, ...]]:
     x = ctx.calibration_x
     opts = ctx.options
     res = convert_onnx(ctx.loaded.model, opset=opts.opset, batch_size=opts.batch_size, nchw=opts.nchw,
-                       verify_inputs=None if x is None else x[:8])  # rewrites checked on real inputs
+                       verify_inputs=None if x is None else x[:VERIFY_SAMPLES])  # rewrites checked on real inputs
     return (res.model_bytes, {"onnx_rewrites": {"leftover_transposes": res.leftover_transposes,
                                                 "rewrites": res.rewrites}}, tuple(res.warnings))
 

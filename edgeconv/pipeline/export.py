@@ -285,45 +285,54 @@ def _convert_one(p: Precision, ctx: ConvertContext, prep: Prepared, stage: Path)
     return Artifact(p, record, seconds, warnings), converted
 
 
-# Rough relative cost of each conversion, to hand the longest ones out first (calibration dominates int8 / int16x8).
-_COST = {"int8": 3, "int16x8": 3, "onnx": 2, "onnx_int8": 2}
+# Rough relative cost of each conversion (seconds for MobileNetV3-Small at 224x224), to hand the longest out first.
+# int8 quantizes the float model, so it follows fp32 in one unit (:func:`_units`); alone it converts that first.
+_COST = {"fp32": 4, "fp16": 4, "dynamic": 4, "int8": 2, "int16x8": 10, "onnx": 6, "onnx_int8": 3}
+
+
+def _units(selected: list[Precision]) -> list[list[Precision]]:
+    """The TFLite conversions as units of work, longest first: fp32 and int8 form one unit (int8 quantizes the
+    float model fp32 converts; together they cost one graph conversion), every other precision is its own."""
+    tflite = [p for p in selected if p.format == "tflite"]
+    chain = [p for p in tflite if p.key in ("fp32", "int8")]
+    units = ([chain] if chain else []) + [[p] for p in tflite if p not in chain]
+    return sorted(units, key=lambda u: -sum(_COST.get(p.key, 4) for p in u))
 
 
 def convert_all(prep: Prepared, selected: list[Precision], opts: ExportOptions, stage: Path,
                 pool=None) -> list[Artifact]:
-    """Every selected precision, staged in ``stage``, returned in table order. The float ONNX feeds the ONNX int8.
+    """Every selected precision, staged in ``stage``, returned in table order. The float ONNX feeds the ONNX int8;
+    the float .tflite feeds the int8 (:func:`_units`).
 
-    With a :class:`~edgeconv.pipeline.workers.WorkerPool` the TFLite conversions also run in its worker processes
-    while this process converts: the ONNX chain (tf2onnx needs the Keras model in memory, the ONNX int8 needs the
-    float ONNX) stays here, the longest TFLite conversions go out first, and this process takes the shortest
-    remaining ones when it has nothing else. Each artifact's bytes are what the sequential path writes."""
+    With a :class:`~edgeconv.pipeline.workers.WorkerPool` the TFLite units also run in its worker processes while
+    this process converts: the ONNX chain (tf2onnx needs the Keras model in memory, the ONNX int8 needs the float
+    ONNX) stays here, the longest TFLite units go out first, and this process takes the shortest remaining ones
+    when it has nothing else. Each artifact's bytes are what the sequential path writes."""
     ctx = ConvertContext(prep.loaded, prep.saved_model, prep.calibration_x, opts)
     done: dict[str, Artifact] = {}
     local = [p for p in selected if p.format != "tflite"]
-    tflite = sorted((p for p in selected if p.format == "tflite"), key=lambda p: -_COST.get(p.key, 1))
+    units = _units(selected)
     if pool is not None and len(pool):
         pool.init({"prep": _for_worker(prep, Path(prep.saved_model).parent / "calibration.npy"), "stage": stage,
                    "options": opts})
     try:
-        while local or tflite or (pool is not None and pool.busy):
+        while local or units or (pool is not None and pool.busy):
             if pool is not None:
                 for i in pool.idle(wait=opts.jobs is not None):
-                    if tflite and (local or len(tflite) > 1):  # this process has the model: it keeps one
-                        p = tflite.pop(0) if local else tflite.pop()
-                        pool.submit(i, p.key, p.key)
-                _collect(pool, done, opts.quiet, block=not local and not tflite)
-            if local:
-                p = local.pop(0)
-            elif tflite:
-                p = tflite.pop(0)
-            else:
-                continue
-            artifact, converted = _convert_one(p, ctx, prep, stage)
-            if p.key == "onnx":
-                ctx = replace(ctx, onnx_fp32=converted)
-            done[p.key] = artifact
-            if opts.ort and p.format == "onnx":
-                done[f"{p.key}_ort"] = _ort_artifact(artifact, stage, opts.quiet)
+                    if units and (local or len(units) > 1):  # this process has the model: it keeps one
+                        u = units.pop(0) if local else units.pop()
+                        pool.submit(i, tuple(p.key for p in u), tuple(p.key for p in u))
+                _collect(pool, done, opts.quiet, block=not local and not units)
+            todo = [local.pop(0)] if local else units.pop(0) if units else []
+            for p in todo:
+                artifact, converted = _convert_one(p, ctx, prep, stage)
+                if p.key == "onnx":
+                    ctx = replace(ctx, onnx_fp32=converted)
+                elif p.key == "fp32":
+                    ctx = replace(ctx, tflite_float=converted)
+                done[p.key] = artifact
+                if opts.ort and p.format == "onnx":
+                    done[f"{p.key}_ort"] = _ort_artifact(artifact, stage, opts.quiet)
     finally:
         if pool is not None and pool.busy:  # an error here: let running workers finish before the stage goes
             pool.close()
@@ -344,10 +353,11 @@ def _collect(pool, done: dict, quiet: bool, block: bool) -> None:
         select.select([pool.procs[i].stdout for i in pool.busy], [], [])
         ready = pool.ready()
     for i in ready:
-        key, artifact = pool.collect(i)
-        done[key] = artifact
-        if not quiet:
-            console.info(f"done convert {key} ({artifact.seconds:.1f} s, in a worker process)")
+        _, artifacts = pool.collect(i)
+        for artifact in artifacts:
+            done[artifact.precision.key] = artifact
+            if not quiet:
+                console.info(f"done convert {artifact.precision.key} ({artifact.seconds:.1f} s, in a worker process)")
 
 
 def _for_worker(prep: Prepared, calibration_file: Path) -> Prepared:
@@ -361,9 +371,9 @@ def _for_worker(prep: Prepared, calibration_file: Path) -> Prepared:
     return replace(prep, calib=calib, loaded=replace(prep.loaded, model=None, custom_objects=None))
 
 
-def convert_in_worker(state: dict, key: str) -> Artifact:
-    """In a worker process (:mod:`edgeconv.pipeline.workers`): convert and stage one precision, as
-    :func:`_convert_one` does in the export's own process."""
+def convert_in_worker(state: dict, keys: tuple[str, ...]) -> list[Artifact]:
+    """In a worker process (:mod:`edgeconv.pipeline.workers`): convert and stage one unit of precisions (in order,
+    one context: int8 quantizes the float model fp32 made), as :func:`convert_all` does in the export's process."""
     prep: Prepared = state["prep"]
     if prep.calib is not None and isinstance(prep.calib.x, str):
         prep = state["prep"] = replace(prep, calib=replace(prep.calib, x=np.load(prep.calib.x)))
@@ -378,8 +388,13 @@ def convert_in_worker(state: dict, key: str) -> Artifact:
         prep = state["prep"] = replace(prep, loaded=replace(prep.loaded, model=model, custom_objects=custom))
     opts = replace(state["options"], quiet=True)  # the parent reports progress
     ctx = ConvertContext(prep.loaded, prep.saved_model, prep.calibration_x, opts)
-    artifact, _ = _convert_one(PRECISIONS[key], ctx, prep, state["stage"])
-    return artifact
+    out = []
+    for key in keys:
+        artifact, converted = _convert_one(PRECISIONS[key], ctx, prep, state["stage"])
+        if key == "fp32":
+            ctx = replace(ctx, tflite_float=converted)
+        out.append(artifact)
+    return out
 
 
 ORT_CONFIG_SUFFIX = ".required_operators.config"
@@ -522,7 +537,7 @@ def export(source, options: ExportOptions | None = None, **overrides) -> ExportR
         convert_seconds = time.perf_counter() - t0  # wall time of all conversions (they may overlap)
         n_workers = 0 if pool is None else len(pool.initialized)  # the workers that did convert
         if pool is not None:
-            pool.close()  # their memory is free again before validation
+            pool.release()  # they exit (their memory is free again) while this process goes on
         manifest = build_manifest(prep, artifacts, opts, stage, opts.command or _python_call(source, opts))
         final = out_root / prep.name
         extra_files = {LABELS_FILE: labels_text(prep.labels).encode("utf-8")} if prep.labels is not None else {}
@@ -556,7 +571,7 @@ def _worker_count(selected: list[Precision], opts: ExportOptions, saved_model: P
     """(worker processes, why) for this export: the TFLite conversions can run apart; the ONNX chain is one more."""
     from edgeconv.pipeline.workers import worker_count
 
-    tasks = sum(p.format == "tflite" for p in selected) + any(p.format != "tflite" for p in selected)
+    tasks = len(_units(selected)) + any(p.format != "tflite" for p in selected)
     return worker_count(tasks, opts.jobs, saved_model, params=int(loaded.model.count_params()))
 
 
@@ -605,7 +620,11 @@ def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: Expor
     vopts, loaded, calib = opts.validation, prep.loaded, prep.calib
     tol = tolerance_for("int8", "tflite", **vopts.overrides)
     with console.step("fallback: keep the worst int8 layers in float", opts.quiet):
+        from edgeconv.pipeline.convert import calibrated
+
+        cal = calibrated(ConvertContext(loaded, prep.saved_model, calib.x, opts))  # the int8 artifact's own
         fb = auto_fallback(prep.saved_model, calib.x, ref.x, ref.outputs, tol, keep_float=opts.keep_float,
+                           calibrated=cal,
                            io_type=opts.io_type, labels=ref.inputs.labels, max_size_ratio=opts.max_size_ratio,
                            layer_report=failing.layers if failing.layers and failing.layers.layers else None,
                            outputs=prep.outputs or None)
