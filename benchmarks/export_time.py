@@ -10,7 +10,12 @@ Per model, each variant in its own fresh Python process, one after the other (ne
   inputs), by this code and, with ``--baseline DIR``, by another checkout of edgeconv (e.g. the main branch before
   a change: ``git worktree add /tmp/base <commit>``), so "today's time" is measured in the same run.
 
-Random weights everywhere (time does not depend on them; no download attempt). The clock starts after the imports
+Weights: every variant loads the same weights file (``--weights FILE`` for edgeconv, ``model.load_weights`` in the
+tutorial), made once per model and size before any clock starts: seeded random weights with BatchNorm statistics
+estimated on the calibration images. That is the main job's path (``export mobilenetv3_small --int8`` loads Keras'
+ImageNet file from its cache), without the network these machines lack; time does not depend on the values. With
+``--random-weights`` edgeconv exports random weights instead and estimates their BatchNorm statistics inside the
+clock (a step of models without published weights that the tutorial does not have). The clock starts after the imports
 (``import tensorflow, keras, tf2onnx``: their time is reported separately as "TF start") and the tutorial's
 calibration arrays are loaded before it. The 1-minute load average is recorded before and after each variant: on
 a shared machine, parallel conversions cannot show their speed-up when the other cores are busy.
@@ -49,9 +54,12 @@ def parse(argv=None):
     p.add_argument("--baseline", type=Path, help="another edgeconv checkout to time the main job with")
     p.add_argument("--no-main-job", action="store_true", help="only the tutorial-vs-edgeconv variants")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--random-weights", action="store_true",
+                   help="edgeconv builds random weights and estimates BatchNorm statistics in the clock")
     p.add_argument("--out", type=Path, default=common.RESULTS)
     p.add_argument("--one", nargs=2, metavar=("VARIANT", "MODEL"), help=argparse.SUPPRESS)  # child process
     p.add_argument("--width", default="{}", help=argparse.SUPPRESS)
+    p.add_argument("--weights-file", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -63,6 +71,25 @@ def _calibration(name: str, size: int, n: int):
 
     return model_inputs(None, input_shape=(size, size, 3), preprocessing=models.model_info(name).preprocessing,
                         num=n, split="calibration").x
+
+
+def weights_file(name: str, size: int, width: dict, path: Path) -> Path:
+    """The weights every variant loads (module docstring), made once: seeded random weights, BatchNorm statistics
+    estimated on 64 calibration images."""
+    if path.exists():
+        return path
+    import keras
+
+    from edgeconv import models
+    from edgeconv.models.batchnorm import estimate_batchnorm_statistics
+
+    keras.utils.set_random_seed(0)
+    model = models.create_model(name, input_shape=(size, size, 3), **width)
+    estimate_batchnorm_statistics(model, _calibration(name, size, 64))
+    tmp = path.with_name("tmp-" + path.name)
+    model.save_weights(str(tmp))
+    os.replace(tmp, path)
+    return path
 
 
 def tutorial(model, calib, out: Path) -> dict:
@@ -105,6 +132,7 @@ def child(args) -> dict:
     out = Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     calib = _calibration(name, args.size, args.calib) if variant == "tutorial" else None
+    wfile = None if args.weights_file is None else weights_file(name, args.size, width, args.weights_file)
     err, steps, verdicts = None, {}, {}
     with quiet_native():
         cpu0 = _cpu_seconds()
@@ -113,12 +141,15 @@ def child(args) -> dict:
             if variant == "tutorial":
                 keras.utils.set_random_seed(0)
                 model = models.create_model(name, input_shape=(args.size, args.size, 3), **width)
+                if wfile is not None:
+                    model.load_weights(str(wfile))
                 steps = {"build": time.perf_counter() - t0}
                 steps.update(tutorial(model, calib, out))
             else:
                 from edgeconv.pipeline.export import export
 
-                kw = dict(out_dir=out, input_size=args.size, weights="random", width=width, calib_samples=args.calib,
+                kw = dict(out_dir=out, input_size=args.size, weights="random" if wfile is None else str(wfile),
+                          width=width, calib_samples=args.calib,
                           quiet=True)
                 if variant.startswith("main"):
                     res = export(name, precisions=["int8"], **kw)
@@ -156,6 +187,8 @@ def run_child(variant: str, name: str, width: dict, args, work: Path) -> dict:
         env["EDGECONV_BENCH_CODE"] = str(Path(args.baseline).resolve())
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", variant, name, "--width", json.dumps(width),
            "--size", str(args.size), "--calib", str(args.calib), "--work", str(work / f"{variant}_{name}")]
+    if not args.random_weights:
+        cmd += ["--weights-file", str(work / f"weights_{name}_{args.size}.weights.h5")]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(work))
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
@@ -223,7 +256,9 @@ def main(argv=None) -> dict:
                              "the variant's process and its workers (less sensitive to a busy machine; parallel "
                              "conversions lower the wall time, not the CPU time)",
                              f"{args.calib} calibration images (the embedded photo set's calibration split) for "
-                             "int8 in every variant; random weights (time does not depend on them)",
+                             "int8 in every variant; " + ("random weights, BatchNorm statistics estimated by edgeconv in the clock"
+                                                     if args.random_weights else "every variant loads the same "
+                                                     "weights file (as the main job loads Keras' ImageNet file)"),
                              "each variant in a fresh process, one after the other; imports are not timed (TF "
                              "start is shown apart); step times are wall seconds, conversions in worker processes "
                              "overlap ('convert' is their wall time together)",

@@ -25,8 +25,10 @@ def test_worker_count_is_bounded_by_cores_tasks_and_memory(monkeypatch, tmp_path
     monkeypatch.setattr(workers, "available_memory", lambda: 64 * 2 ** 30)
     monkeypatch.setattr(workers.os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # this export only
     assert workers.worker_count(4, None)[0] == 3  # 4 conversions: this process + 3 workers
-    monkeypatch.setattr(workers.os, "getloadavg", lambda: (6.6, 1.0, 1.0))  # 5.6 cores busy with other work
-    assert workers.free_cores() == 2 and workers.worker_count(4, None)[0] == 1
+    monkeypatch.setattr(workers.os, "getloadavg", lambda: (5.6, 1.0, 1.0))  # 4.6 cores busy with other work
+    assert workers.free_cores() == 3 and workers.worker_count(4, None)[0] == 1  # this process keeps one core
+    monkeypatch.setattr(workers.os, "getloadavg", lambda: (6.6, 1.0, 1.0))
+    assert workers.free_cores() == 2 and workers.worker_count(4, None)[0] == 0
     assert workers.worker_count(4, 2)[0] == 1  # --jobs is the user's word, whatever the load
     monkeypatch.setattr(workers.os, "getloadavg", lambda: (12.0, 1.0, 1.0))
     assert workers.free_cores() == 1 and workers.worker_count(4, None) == (0, "4 conversion(s), 1 lane(s)")

@@ -79,8 +79,8 @@ def preprocessing_from(mean, std, scale, bgr):
 @model_file_flags
 @validation_flags
 @click.option("--jobs", type=click.IntRange(1), metavar="N",
-              help="Conversions at once (this process + worker processes); default: the CPU cores, as memory "
-                   "allows; 1: one after the other.")
+              help="Conversions at once (this process + worker processes); default: the free CPU cores minus "
+                   "one, as memory allows (on 2 cores: one after the other); 1: one after the other.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @debug_option
 def export(model, want, all_, io_type, calibration, calib_samples, out_dir, input_size, classes, alpha, width_items,

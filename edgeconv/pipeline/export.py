@@ -531,7 +531,10 @@ def export(source, options: ExportOptions | None = None, **overrides) -> ExportR
                        on_loaded=lambda loaded: pools.append(_start_workers(selected, opts, loaded)))
         pool = pools[0] if pools else None
         if pool is not None:
-            pool.shrink(_worker_count(selected, opts, prep.saved_model, prep.loaded)[0])
+            # the memory bound, now that the trace's size is known; the core bound was decided before the workers
+            # started (the load average now counts them)
+            pool.shrink(_worker_count(selected, replace(opts, jobs=opts.jobs or len(pool) + 1), prep.saved_model,
+                                      prep.loaded)[0])
         t0 = time.perf_counter()
         artifacts = convert_all(prep, selected, opts, stage, pool)
         convert_seconds = time.perf_counter() - t0  # wall time of all conversions (they may overlap)

@@ -13,7 +13,10 @@ Workers are plain subprocesses speaking length-prefixed pickles over their stdin
 the caller's ``__main__``, which breaks library calls from unguarded scripts.
 
 How many (:func:`worker_count`): conversions at once = this process + workers, at most the CPU cores this process
-may use that other work does not keep busy (:func:`free_cores`, the load average), the number of independent conversions, and what the available memory holds: each worker costs about
+may use that other work does not keep busy (:func:`free_cores`, the load average) minus one, because the export's
+own process keeps more than one core busy at times (TensorFlow's thread pools) and a worker's TensorFlow import costs
+~5 s of CPU: on 2 cores, MobileNetV3-Small's ``--fp16 --int8 --onnx`` export took 28.2 s with a worker and 24.3 s
+without (CPU 44 s vs 25 s; benchmarks/export_time.py, 2026-12-02), the number of independent conversions, and what the available memory holds: each worker costs about
 ``WORKER_BASE_BYTES`` (TensorFlow + the converter) plus ``WORKER_MODEL_FACTOR`` x the SavedModel's size (the
 converter holds the graph, its variables and the MLIR module's constants several times over; ~6x measured on
 MobileNets, 8x with margin), and 1 GB is left to the parent. A ResNet-152 (230 MB of variables) then needs ~2.6 GB
@@ -77,7 +80,7 @@ def worker_count(tasks: int, jobs: int | None, saved_model: Path | None = None, 
     """-> (worker processes to start, why). ``tasks`` is the number of conversions that could run apart; ``params``
     the model's parameter count: automatically (``jobs`` None) a model under :data:`MIN_PARAMS` gets none (its
     conversions take less than a worker's start)."""
-    lanes = free_cores() if jobs is None else jobs
+    lanes = max(1, free_cores() - 1) if jobs is None else jobs
     want = max(0, min(lanes, tasks) - 1)
     if want == 0:
         return 0, "sequential" if jobs == 1 else f"{tasks} conversion(s), {lanes} lane(s)"

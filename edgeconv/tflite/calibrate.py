@@ -1,19 +1,22 @@
-"""Calibrate once, quantize many: the TF converter's calibrate-only step, editable activation ranges, then int8.
+"""Calibrate once, quantize many: one pass over the calibration inputs, editable activation ranges, then int8.
 
 ``TFLiteConverter`` quantizes in two steps: it runs the float model on the representative data and records each
 activation tensor's min/max in the flatbuffer (the "calibrated model"), then its MLIR quantizer turns those ranges
-into scales. :func:`calibrate` runs the first step once; :meth:`Calibrated.quantize` runs the second as often as
-needed (plain int8, int8 with layers kept in float for ``--fallback``, int16x8), each in well under a second::
+into scales. :func:`calibrate` makes the calibrated model once from the export's float .tflite (no second graph
+conversion; TF's calibrator says which tensors need a range, a LiteRT pass that reads each of them as a model output
+measures them: see :func:`calibrate` for why that is faster and more exact than TF's own calibrator);
+:meth:`Calibrated.quantize` runs TF's MLIR quantizer as often as needed (plain int8, int8 with layers kept in float
+for ``--fallback``), each in well under a second::
 
     from edgeconv.tflite.calibrate import calibrate
-    cal = calibrate(saved_model_dir, calibration_x)        # float32 inputs, one calibration pass
-    int8 = cal.quantize()                                    # the numbers of convert_tflite(..., "int8")
+    cal = calibrate(float_tflite_bytes, calibration_x)      # or a traced SavedModel folder
+    int8 = cal.quantize()                                    # the converter's int8 graph, edgeconv's ranges
     int8_kf = cal.quantize(denylist=["conv_pw_13"])          # Keras layer names or TFLite node names
     cal.quantize(stats="auto")   # activation ranges chosen from calibration statistics (STATS_POLICIES)
 
-``stats`` chooses how the recorded min/max become ranges (``"minmax"``: the converter's own, the default; the others
-clip each activation tensor's range to what :func:`_clip_range` computes from the values seen during calibration).
-The values are collected once, lazily, the first time a non-minmax policy is asked for.
+``stats`` chooses how the recorded min/max become ranges (``"minmax"``: the default; the others clip each activation
+tensor's range to what :func:`_clip_range` computes from the values seen during calibration). The values are
+collected once, lazily, the first time a non-minmax policy is asked for.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ KERAS_SCOPE_SUFFIX = re.compile(r"_\d+$")  # the export's "_1" suffix on Keras s
 
 __all__ = ["Calibrated", "calibrate", "STATS_POLICIES", "CANDIDATES", "layer_of", "layers_in"]
 
-#: "minmax": the converter's own ranges. "p9999" / "p99999": each activation range clipped to the 0.01 / 99.99
+#: "minmax": each tensor's min/max over the calibration inputs. "p9999" / "p99999": each activation range clipped to the 0.01 / 99.99
 #: (0.001 / 99.999) percentiles of its calibration values. "mse": the clipping of each tensor that minimizes its own
 #: int8 rounding + clipping error. "auto": whichever of those gives the highest output SQNR against the float model
 #: on the calibration inputs (ties keep "minmax"), so it is never worse than the converter's on that data.

@@ -1,7 +1,8 @@
 """int8 that misses its target -> better activation ranges, then the fewest layers kept in float that reach it.
 
-Everything re-quantizes one calibration (:mod:`edgeconv.tflite.calibrate`: the TF converter's calibrate-only step,
-then its MLIR quantizer with a denylist; ~0.2 s per attempt on the fixtures). :func:`auto_fallback`:
+Everything re-quantizes one calibration (:mod:`edgeconv.tflite.calibrate`: the export's float model calibrated once,
+then TF's MLIR quantizer with a denylist; ~0.2 s per attempt on the fixtures; an export hands the int8 artifact's own
+calibration in, :func:`edgeconv.pipeline.convert.calibrated`). :func:`auto_fallback`:
 
 1. round 0: the plain int8 (the user's ``--keep-float`` layers in float). It is the floor: no result that is less
    accurate (top-1 agreement, accuracy when labels are given) or has a lower SQNR is ever returned.
