@@ -23,6 +23,8 @@ a shared machine, parallel conversions cannot show their speed-up when the other
     python3 benchmarks/export_time.py                          # mobilenetv3_small, mobilenet_v2, efficientnet_b0
     python3 benchmarks/export_time.py --baseline /tmp/base     # + the main job by an older checkout
     python3 benchmarks/export_time.py --quick                  # one tiny model at 32x32, in this process
+    python3 benchmarks/export_time.py --no-main-job            # table 3: the export variants vs the tutorial
+    python3 benchmarks/export_time.py --main-job-only --random-weights --baseline /tmp/base   # table 3b
 """
 from __future__ import annotations
 
@@ -53,6 +55,8 @@ def parse(argv=None):
     p.add_argument("--calib", type=int, default=200, help="calibration images for int8 (every variant)")
     p.add_argument("--baseline", type=Path, help="another edgeconv checkout to time the main job with")
     p.add_argument("--no-main-job", action="store_true", help="only the tutorial-vs-edgeconv variants")
+    p.add_argument("--main-job-only", action="store_true",
+                   help="only the main job (baseline and this code), into table3b_main_job")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--random-weights", action="store_true",
                    help="edgeconv builds random weights and estimates BatchNorm statistics in the clock")
@@ -225,8 +229,9 @@ def main(argv=None) -> dict:
         variants = ("tutorial", "edgeconv")
     else:
         todo = [(m, {}) for m in args.models]
-        variants = ("tutorial", "edgeconv", "edgeconv-seq") + (
-            () if args.no_main_job else (("main-baseline",) if args.baseline else ()) + ("main",))
+        main_job = (("main-baseline",) if args.baseline else ()) + ("main",)
+        variants = main_job if args.main_job_only else ("tutorial", "edgeconv", "edgeconv-seq") + (
+            () if args.no_main_job else main_job)
     rows, raw = [], []
     with tempfile.TemporaryDirectory(prefix="edgeconv-bench-t-") as tmp:
         for name, width in todo:
@@ -248,8 +253,10 @@ def main(argv=None) -> dict:
                              "-" if r["load"][0] is None else f"{r['load'][0]:.1f} -> {r['load'][1]:.1f}",
                              r["error"] or same or "-"])
     cols = ["model", "variant", "seconds", "ratio", "CPU s", "CPU ratio", "step times (s)", "load avg 1 min", "errors / verdicts"]
-    common.write_results("table3_export_time" + ("_quick" if args.quick else ""),
-                         f"Table 3: export time at {args.size}x{args.size}, side by side", cols, rows,
+    table = "table3b_main_job" if args.main_job_only else "table3_export_time"
+    title = "Table 3b: the main job's time, this code vs the baseline" if args.main_job_only else "Table 3: export time"
+    common.write_results(table + ("_quick" if args.quick else ""),
+                         f"{title} at {args.size}x{args.size}, side by side", cols, rows,
                          command=common.command_line(), out=args.out, extra={"raw": raw}, notes=[
                              "ratio: edgeconv / tutorial script for the export variants (<= 0.6 is the target); "
                              "this code / baseline for the main job; wall seconds. CPU s: user + system seconds of "

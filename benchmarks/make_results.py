@@ -10,7 +10,7 @@ from pathlib import Path
 
 import common
 
-ORDER = ["table1_fixtures", "table2_quant_quality", "table2b_int8_quantizers", "table3_export_time", "table4_latency", "table5_zoo",
+ORDER = ["table1_fixtures", "table2_quant_quality", "table2b_int8_quantizers", "table3_export_time", "table3b_main_job", "table4_latency", "table5_zoo",
          "table6_onnx_int8", "table7_multi_output", "table7b_regression_heads", "table8_sweep"]
 
 
