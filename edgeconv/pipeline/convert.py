@@ -46,14 +46,19 @@ class Conversion:
 
 
 def convert_tflite_artifact(p: "Precision", ctx: ConvertContext) -> Conversion:
-    """TFLite at ``p.precision`` from the traced SavedModel. int8 (with or without ``--keep-float`` layers) is
-    quantized from the export's float model and its one calibration (:func:`calibrated`), not converted again."""
+    """TFLite at ``p.precision`` from the traced SavedModel. fp16 (:func:`edgeconv.tflite.float16.float16_weights`)
+    and int8 (with or without ``--keep-float`` layers: the export's one calibration, :func:`calibrated`) are made
+    from the export's float model, not converted again."""
     from edgeconv.tflite.convert import convert_tflite, io_dtype_name
 
     opts = ctx.options
     io_type = io_dtype_name(p.precision, opts.io_type) if p.needs_calibration else None
     if p.key == "fp32":
         return Conversion(float_model(ctx), fields={"io_type": "float32"})
+    if p.key == "fp16":  # the float model's constants stored as float16: no second graph conversion
+        from edgeconv.tflite.float16 import float16_weights
+
+        return Conversion(float16_weights(float_model(ctx)), fields={"io_type": "float32"})
     if p.key == "int8":
         cal = calibrated(ctx)
         if opts.keep_float:

@@ -286,15 +286,17 @@ def _convert_one(p: Precision, ctx: ConvertContext, prep: Prepared, stage: Path)
 
 
 # Rough relative cost of each conversion (seconds for MobileNetV3-Small at 224x224), to hand the longest out first.
-# int8 quantizes the float model, so it follows fp32 in one unit (:func:`_units`); alone it converts that first.
-_COST = {"fp32": 4, "fp16": 4, "dynamic": 4, "int8": 2, "int16x8": 10, "onnx": 6, "onnx_int8": 3}
+# int8 and fp16 are made from the float model, so they follow fp32 in one unit (:func:`_units`).
+_COST = {"fp32": 4, "fp16": 0.5, "dynamic": 4, "int8": 2, "int16x8": 10, "onnx": 6, "onnx_int8": 3}
+_FROM_FLOAT = ("fp32", "int8", "fp16")  # made from the export's float .tflite (edgeconv.pipeline.convert)
 
 
 def _units(selected: list[Precision]) -> list[list[Precision]]:
-    """The TFLite conversions as units of work, longest first: fp32 and int8 form one unit (int8 quantizes the
-    float model fp32 converts; together they cost one graph conversion), every other precision is its own."""
+    """The TFLite conversions as units of work, longest first: fp32, int8 and fp16 form one unit (int8 and fp16 are
+    made from the float model fp32 converts; together they cost one graph conversion), every other precision is
+    its own."""
     tflite = [p for p in selected if p.format == "tflite"]
-    chain = [p for p in tflite if p.key in ("fp32", "int8")]
+    chain = [p for p in tflite if p.key in _FROM_FLOAT]
     units = ([chain] if chain else []) + [[p] for p in tflite if p not in chain]
     return sorted(units, key=lambda u: -sum(_COST.get(p.key, 4) for p in u))
 

@@ -396,9 +396,10 @@ def _mlir_int8(calibrated: bytes, denylist: list[str], io_type: str, float_model
     return _with_conversion_metadata(bytes(data), float_model)
 
 
-def _with_conversion_metadata(data: bytes, float_model: bytes | None) -> bytes:
-    """``data`` with the CONVERSION_METADATA the converter writes into an int8 file: ``float_model``'s (TF version,
-    source kind, options), optimization mode PTQ_FULL_INTEGER, the model hash of ``data``. Unchanged without one."""
+def _with_conversion_metadata(data: bytes, float_model: bytes | None, mode: str = "PTQ_FULL_INTEGER") -> bytes:
+    """``data`` with the CONVERSION_METADATA the converter writes into a quantized file: ``float_model``'s (TF
+    version, source kind, options), optimization ``mode`` (PTQ_FULL_INTEGER, PTQ_FLOAT16), the model hash of
+    ``data``. Unchanged without one."""
     from tensorflow.lite.python import conversion_metadata_schema_py_generated as cm
     from tensorflow.lite.python import util
     from tensorflow.lite.tools import flatbuffer_utils
@@ -411,7 +412,7 @@ def _with_conversion_metadata(data: bytes, float_model: bytes | None) -> bytes:
         return data
     buf = src.buffers[meta[0].buffer].data
     md = cm.ConversionMetadataT.InitFromObj(cm.ConversionMetadata.GetRootAs(bytes(np.asarray(buf, np.uint8)), 0))
-    md.options.modelOptimizationModes = [cm.ModelOptimizationMode.PTQ_FULL_INTEGER]
+    md.options.modelOptimizationModes = [getattr(cm.ModelOptimizationMode, mode)]
     m = flatbuffer_utils.convert_bytearray_to_object(data)
     m.metadata = [e for e in (m.metadata or []) if e.name != CONVERSION_METADATA]
     md.environment.modelHash = util.get_model_hash(m)
