@@ -263,9 +263,11 @@ def main(argv=None) -> dict:
                              "the variant's process and its workers (less sensitive to a busy machine; parallel "
                              "conversions lower the wall time, not the CPU time)",
                              f"{args.calib} calibration images (the embedded photo set's calibration split) for "
-                             "int8 in every variant; " + ("random weights, BatchNorm statistics estimated by edgeconv in the clock"
-                                                     if args.random_weights else "every variant loads the same "
-                                                     "weights file (as the main job loads Keras' ImageNet file)"),
+                             "int8 in every variant; " + (
+                                 "random weights, BatchNorm statistics estimated by edgeconv in the clock"
+                                 if args.random_weights else
+                                 "every variant loads the same weights file (as the main job loads Keras' ImageNet "
+                                 "file)"),
                              "each variant in a fresh process, one after the other; imports are not timed (TF "
                              "start is shown apart); step times are wall seconds, conversions in worker processes "
                              "overlap ('convert' is their wall time together)",

@@ -16,7 +16,8 @@ How many (:func:`worker_count`): conversions at once = this process + workers, a
 may use that other work does not keep busy (:func:`free_cores`, the load average) minus one, because the export's
 own process keeps more than one core busy at times (TensorFlow's thread pools) and a worker's TensorFlow import costs
 ~5 s of CPU: on 2 cores, MobileNetV3-Small's ``--fp16 --int8 --onnx`` export took 28.2 s with a worker and 24.3 s
-without (CPU 44 s vs 25 s; benchmarks/export_time.py, 2026-12-02), the number of independent conversions, and what the available memory holds: each worker costs about
+without (CPU 44 s vs 25 s; benchmarks/export_time.py, 2026-12-02), the number of independent conversions, and what
+the available memory holds: each worker costs about
 ``WORKER_BASE_BYTES`` (TensorFlow + the converter) plus ``WORKER_MODEL_FACTOR`` x the SavedModel's size (the
 converter holds the graph, its variables and the MLIR module's constants several times over; ~6x measured on
 MobileNets, 8x with margin), and 1 GB is left to the parent. A ResNet-152 (230 MB of variables) then needs ~2.6 GB

@@ -32,7 +32,8 @@ KERAS_SCOPE_SUFFIX = re.compile(r"_\d+$")  # the export's "_1" suffix on Keras s
 
 __all__ = ["Calibrated", "calibrate", "STATS_POLICIES", "CANDIDATES", "layer_of", "layers_in"]
 
-#: "minmax": each tensor's min/max over the calibration inputs. "p9999" / "p99999": each activation range clipped to the 0.01 / 99.99
+#: "minmax": each tensor's min/max over the calibration inputs, as TF's calibrator records them. "p9999" / "p99999":
+#: each activation range clipped to the 0.01 / 99.99
 #: (0.001 / 99.999) percentiles of its calibration values. "mse": the clipping of each tensor that minimizes its own
 #: int8 rounding + clipping error. "auto": whichever of those gives the highest output SQNR against the float model
 #: on the calibration inputs (ties keep "minmax"), so it is never worse than the converter's on that data.
@@ -68,7 +69,8 @@ def calibrate(source, calibration_x: np.ndarray, io_type: str = "int") -> "Calib
     if not isinstance(source, (bytes, bytearray)):
         saved_model_dir, source = str(source), convert_tflite(source, "fp32")
     template = _calibration_template(bytes(source), x[:1])
-    return Calibrated(_set_ranges(template, _minmax(template, x)), x, io_type, saved_model_dir, float_model=bytes(source))
+    return Calibrated(_set_ranges(template, _minmax(template, x)), x, io_type, saved_model_dir,
+                      float_model=bytes(source))
 
 
 def _calibration_template(float_model: bytes, x1: np.ndarray) -> bytes:
