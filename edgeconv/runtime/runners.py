@@ -185,6 +185,28 @@ def _keras_default_order(names: list[str]) -> list[int]:
     return list(range(len(names)))
 
 
+def with_outputs(model: bytes, names) -> bytes:
+    """``model`` with its tensors named in ``names`` also listed as outputs of its first subgraph, after its own.
+
+    What XNNPACK computes inside its delegate is not readable after ``invoke`` (and the builtin kernels that keep
+    every tensor, ``preserve_all_tensors``, run MobileNetV3-Small 5x slower): a tensor listed as an output is
+    written out by any runtime and never overwritten by a later op."""
+    from ai_edge_litert import schema_py_generated as schema
+    import flatbuffers
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
+    sg = m.subgraphs[0]
+    ins, outs = [int(i) for i in sg.inputs], [int(o) for o in sg.outputs]
+    name = lambda t: t.name.decode() if isinstance(t.name, bytes) else t.name  # noqa: E731
+    extra = [i for i, t in enumerate(sg.tensors) if name(t) in names and i not in ins and i not in outs]
+    if not extra:
+        return model
+    sg.outputs = outs + extra
+    b = flatbuffers.Builder(len(model) + 1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
 class LiteRTRunner:
     """A .tflite file on the LiteRT interpreter (``ai_edge_litert``), XNNPACK on by default as on a phone's CPU."""
 

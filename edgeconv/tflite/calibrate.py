@@ -51,14 +51,16 @@ def calibrate(source, calibration_x: np.ndarray, io_type: str = "int") -> "Calib
 
     Which tensors get a range is TF's own calibrator's answer (run on one input); their min/max over all inputs
     come from :func:`_minmax`, which reads every such tensor as a model output: 5-7x faster than TF's logging
-    calibrator (MobileNetV3-Small at 224x224, 200 inputs: 0.7-0.9 s vs 4.9 s). TF's calibrator logs a tensor after
-    the op reading it has run, so where LiteRT runs that op in place (the residual ADD after a projection conv, the
-    MUL after a hard-sigmoid's ADD + RELU6, the Rescaling layer's ADD) it records the union of the tensor's values
-    and the op's output. :func:`_in_place_union` reproduces that, so the ranges, and the int8, are the converter's
-    to float rounding (checked against TF's calibrator in tests/test_calibrate.py). The tensors' own ranges are
-    tighter, but not better on held-out data: on table 2's fixtures they moved int8 SQNR by -1.8 to +3.7 dB against
-    the converter's (MobileNetV3-Small 27.1 vs 28.9 dB, EfficientNet-B0 18.8 vs 19.6 with 2.5 points less top-1
-    agreement; MobileNetV3-Large 29.6 vs 25.9), so they are not the default.
+    calibrator (MobileNetV3-Small at 224x224, 200 inputs: 0.7-0.9 s vs 4.9 s). TF's calibrator records, for a
+    tensor read by an element-wise op that can run in place on its buffer (the residual ADD after a projection conv,
+    the MUL after a hard-sigmoid's ADD + RELU6, the Rescaling layer's ADD), the union of the tensor's values and the
+    op's output: evidently it logs the tensor after that op has overwritten it (measured: a projection conv's range
+    20x too wide, the rescaled input's [0, 2] recorded as [-1, 2]). :func:`_in_place_union` reproduces that, so
+    the ranges, and the int8, are the converter's to float rounding (checked against TF's calibrator in
+    tests/test_calibrate.py). The tensors' own ranges are tighter, but not better on held-out data: on table 2's
+    fixtures they moved int8 SQNR by -1.8 to +3.7 dB against the converter's (MobileNetV3-Small 27.1 vs 28.9 dB,
+    EfficientNet-B0 18.8 vs 19.6 with 2.5 points less top-1 agreement; MobileNetV3-Large 29.6 vs 25.9), so they
+    are not the default.
     """
     from edgeconv.tflite.convert import convert_tflite
 
@@ -99,23 +101,13 @@ class _Probe:
     output is never overwritten by a later op, so each tensor reads as the op that wrote it left it."""
 
     def __init__(self, template: bytes):
-        from ai_edge_litert import schema_py_generated as schema
-        import flatbuffers
-
-        from edgeconv.runtime.runners import LiteRTRunner
+        from edgeconv.runtime.runners import LiteRTRunner, with_outputs
 
         ranged = _ranged_tensors(template)
-        m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(template, 0))
-        sg = m.subgraphs[0]
-        ins, outs = [int(i) for i in sg.inputs], [int(o) for o in sg.outputs]
-        self.inputs = [_name(sg.tensors[i]) for i in ins if _name(sg.tensors[i]) in ranged]
-        extra = [i for i, t in enumerate(sg.tensors) if _name(t) in ranged and i not in ins and i not in outs]
-        sg.outputs = outs + extra
-        b = flatbuffers.Builder(len(template) + 1024)
-        b.Finish(m.Pack(b), file_identifier=b"TFL3")
-        self.runner = LiteRTRunner(bytes(b.Output()))
+        self.runner = LiteRTRunner(with_outputs(template, ranged))
         interp = self.runner.interpreter
         self.input = interp.get_input_details()[0]
+        self.inputs = [d["name"] for d in interp.get_input_details() if d["name"] in ranged]
         self.tensors = [(d["name"], d["index"]) for d in interp.get_output_details() if d["name"] in ranged]
         missing = ranged - {n for n, _ in self.tensors} - set(self.inputs)
         if missing:  # not expected for a single-subgraph model; say so rather than quantize with a made-up range
