@@ -56,9 +56,14 @@ def convert_tflite_artifact(p: "Precision", ctx: ConvertContext) -> Conversion:
     if p.key == "fp32":
         return Conversion(float_model(ctx), fields={"io_type": "float32"})
     if p.key == "fp16":  # the float model's constants stored as float16: no second graph conversion
+        from edgeconv.errors import EdgeconvError
         from edgeconv.tflite.float16 import float16_weights
 
-        return Conversion(float16_weights(float_model(ctx)), fields={"io_type": "float32"})
+        fm = float_model(ctx)
+        try:
+            return Conversion(float16_weights(fm), fields={"io_type": "float32"})
+        except EdgeconvError:  # a model it does not handle (several subgraphs): the converter's own fp16
+            pass
     if p.key == "int8":
         cal = calibrated(ctx)
         if opts.keep_float:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeconv.errors import EdgeconvError, InternalError, UsageError, first_line
+from edgeconv.errors import EdgeconvError, UsageError, first_line
 
 KERAS_SCOPE_SUFFIX = re.compile(r"_\d+$")  # the export's "_1" suffix on Keras scopes
 
@@ -71,8 +71,11 @@ def calibrate(source, calibration_x: np.ndarray, io_type: str = "int") -> "Calib
     if not isinstance(source, (bytes, bytearray)):
         saved_model_dir, source = str(source), convert_tflite(source, "fp32")
     template = _calibration_template(bytes(source), x[:1])
-    return Calibrated(_set_ranges(template, _minmax(template, x)), x, io_type, saved_model_dir,
-                      float_model=bytes(source))
+    try:
+        model = _set_ranges(template, _minmax(template, x))
+    except _Unreadable:  # e.g. ranged tensors in a second subgraph: TF's own calibrator on every input
+        model = _calibration_template(bytes(source), x)
+    return Calibrated(model, x, io_type, saved_model_dir, float_model=bytes(source))
 
 
 def _calibration_template(float_model: bytes, x1: np.ndarray) -> bytes:
@@ -96,6 +99,10 @@ def _calibration_template(float_model: bytes, x1: np.ndarray) -> bytes:
 CONVERSION_METADATA = b"CONVERSION_METADATA"
 
 
+class _Unreadable(Exception):
+    """A ranged tensor the probe cannot read as a model output."""
+
+
 class _Probe:
     """The calibration template with every ranged tensor also a model output, on LiteRT (XNNPACK, 1 thread): an
     output is never overwritten by a later op, so each tensor reads as the op that wrote it left it."""
@@ -110,8 +117,8 @@ class _Probe:
         self.inputs = [d["name"] for d in interp.get_input_details() if d["name"] in ranged]
         self.tensors = [(d["name"], d["index"]) for d in interp.get_output_details() if d["name"] in ranged]
         missing = ranged - {n for n, _ in self.tensors} - set(self.inputs)
-        if missing:  # not expected for a single-subgraph model; say so rather than quantize with a made-up range
-            raise InternalError(f"calibration cannot read {len(missing)} tensor(s), e.g. {sorted(missing)[0]}")
+        if missing:  # a tensor of another subgraph (control flow): not readable as an output of the first
+            raise _Unreadable(f"{len(missing)} tensor(s), e.g. {sorted(missing)[0]}")
 
     def run(self, x: np.ndarray):
         """Yields, per input, {tensor name: its values} (views valid until the next input)."""
