@@ -194,11 +194,12 @@ def with_outputs(model: bytes, names) -> bytes:
     from ai_edge_litert import schema_py_generated as schema
     import flatbuffers
 
+    from edgeconv.tflite.introspect import tensor_name
+
     m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
     sg = m.subgraphs[0]
     ins, outs = [int(i) for i in sg.inputs], [int(o) for o in sg.outputs]
-    name = lambda t: t.name.decode() if isinstance(t.name, bytes) else t.name  # noqa: E731
-    extra = [i for i, t in enumerate(sg.tensors) if name(t) in names and i not in ins and i not in outs]
+    extra = [i for i, t in enumerate(sg.tensors) if tensor_name(t) in names and i not in ins and i not in outs]
     if not extra:
         return model
     sg.outputs = outs + extra

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeconv.errors import EdgeconvError, UsageError, first_line
+from edgeconv.tflite.introspect import tensor_name
 
 KERAS_SCOPE_SUFFIX = re.compile(r"_\d+$")  # the export's "_1" suffix on Keras scopes
 
@@ -183,15 +184,11 @@ def _in_place_union(template: bytes, ranges: dict[str, tuple[float, float]]) -> 
         t = next((int(i) for i in list(op.inputs)[:2] if shared(int(i), o)), None)
         if t is None:
             continue
-        name, oname = _name(sg.tensors[t]), _name(sg.tensors[o])
+        name, oname = tensor_name(sg.tensors[t]), tensor_name(sg.tensors[o])
         if name in out and oname in ranges:
             (a, b), (c, d) = out[name], ranges[oname]
             out[name] = (min(a, c), max(b, d))
     return out
-
-
-def _name(t) -> str:
-    return t.name.decode() if isinstance(t.name, bytes) else t.name
 
 
 @dataclass
@@ -458,7 +455,7 @@ def _ranged_tensors(model: bytes) -> set[str]:
         for t in sg.tensors:
             q = t.quantization
             if q is not None and q.min is not None and len(q.min) == 1 and t.type == schema.TensorType.FLOAT32:
-                out.add(t.name.decode() if isinstance(t.name, bytes) else t.name)
+                out.add(tensor_name(t))
     return out
 
 
@@ -469,7 +466,7 @@ def _set_ranges(model: bytes, ranges: dict[str, tuple[float, float]]) -> bytes:
     m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model, 0))
     for sg in m.subgraphs:
         for t in sg.tensors:
-            name = t.name.decode() if isinstance(t.name, bytes) else t.name
+            name = tensor_name(t)
             if name in ranges and t.quantization is not None and t.quantization.min is not None:
                 lo, hi = ranges[name]
                 t.quantization.min, t.quantization.max = [float(lo)], [float(hi)]

@@ -22,7 +22,8 @@ def float16_weights(float_model: bytes) -> bytes:
     from ai_edge_litert import schema_py_generated as schema
     import flatbuffers
 
-    from edgeconv.tflite.calibrate import CONVERSION_METADATA, _with_conversion_metadata
+    from edgeconv.tflite.calibrate import _with_conversion_metadata
+    from edgeconv.tflite.introspect import tensor_name
 
     m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(float_model, 0))
     if len(m.subgraphs) != 1 or any(getattr(b, "offset", 0) for b in m.buffers):
@@ -48,7 +49,7 @@ def float16_weights(float_model: bytes) -> bytes:
             halves[t.buffer] = len(m.buffers) - 1
         half = schema.TensorT()
         half.shape, half.type, half.buffer = t.shape, schema.TensorType.FLOAT16, halves[t.buffer]
-        half.name = (t.name.decode() if isinstance(t.name, bytes) else t.name) + "_fp16"
+        half.name = tensor_name(t) + "_fp16"
         sg.tensors.append(half)
         t.buffer = 0  # the converter's empty buffer: the tensor is now DEQUANTIZE's output
         op = schema.OperatorT()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgeconv.errors import EdgeconvError, first_line
 
-__all__ = ["tflite_details", "read_model_object"]
+__all__ = ["tflite_details", "read_model_object", "tensor_name"]
 
 
 def read_model_object(data: bytes):
@@ -19,6 +19,11 @@ def read_model_object(data: bytes):
         return flatbuffer_utils.read_model_from_bytearray(bytearray(data))
     except Exception as e:  # noqa: BLE001 (flatbuffers raises plain exceptions on garbage)
         raise EdgeconvError(f"not a valid .tflite FlatBuffer: {first_line(e)}") from None
+
+
+def tensor_name(t) -> str:
+    """A schema ``TensorT``'s name as text (the object API keeps it as bytes)."""
+    return t.name.decode() if isinstance(t.name, bytes) else t.name
 
 
 def tflite_details(model: bytes | str | Path) -> dict:
