@@ -103,7 +103,7 @@ def test_range_policies_clip_and_auto_never_loses_on_calibration(tiny):
             assert lo - 1e-6 <= a <= b <= hi + 1e-6
         assert _qerr(v, *_clip_range(v, "mse")) <= _qerr(v, lo, hi)
     scores = cal.stats_scores()
-    assert set(scores) == {"minmax", "p9999", "p99999", "mse"} and len({round(s, 3) for s in scores.values()}) > 1
+    assert set(scores) == {"minmax", "p9999", "p99999", "mse", "cle"} and len({round(s, 3) for s in scores.values()}) > 1
     best = cal.best_stats()
     assert scores[best] >= scores["minmax"] and (best == "minmax" or scores[best] > scores["minmax"] + 0.1)
     assert cal.quantize(stats="auto") == cal.quantize(stats=best)

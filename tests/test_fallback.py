@@ -95,6 +95,29 @@ def test_outlier_layer_ranks_first_and_keeping_it_float_pays(outlier, data):
     assert kept - plain_sqnr > 10 and kept > 27
 
 
+#: The range policies without cross-layer equalization, which repairs this outlier on its own (test below): what the
+#: layer-keeping rounds do is tested on the model as if CLE could not reach the tensor.
+NO_CLE = ("minmax", "p9999", "p99999", "mse")
+
+
+def test_outlier_is_repaired_by_cross_layer_equalization_at_no_cost(outlier, data):
+    """The outlier channel sits between two convolutions (b1_project -> b2_expand): "cle" rescales it back, so the
+    fallback passes in round 2 with nothing float and the plain int8's size. Measured: 16.1 -> 29.1 dB (keeping the
+    two culprit layers float instead: 30.8 dB, a larger file)."""
+    cal, val = data
+    model, sm, ref, plain, rep = outlier
+    plain_cmp = compare_outputs(ref, _run(plain, val), TARGET)
+    fb = auto_fallback(sm, cal, val, ref, TARGET, layer_report=rep, io_type="int", max_size_ratio=TINY_SIZE_RATIO)
+    assert fb.passed and fb.precision == "int8" and fb.stats == "cle" and fb.kept_float == []
+    assert abs(len(fb.model_bytes) - fb.history[0]["bytes"]) < 256
+    got = compare_outputs(ref, _run(fb.model_bytes, val), TARGET).outputs[0]
+    assert got.sqnr_db > 26 and got.sqnr_db > plain_cmp.outputs[0].sqnr_db + 10
+    assert got.top1_agreement >= plain_cmp.outputs[0].top1_agreement
+    assert "cross-layer equalized" in fb.summary()
+    with pytest.raises(UsageError, match="policies must be among"):
+        auto_fallback(sm, cal, val, ref, TARGET, policies=("minmax", "nope"))
+
+
 def test_outlier_int8_fails_and_fallback_keeps_the_culprits_float(outlier, honest, data):
     cal, val = data
     model, sm, ref, plain, rep = outlier
@@ -104,7 +127,8 @@ def test_outlier_int8_fails_and_fallback_keeps_the_culprits_float(outlier, hones
     assert not plain_cmp.passed  # measured 16.1 dB, top-1 98% on these 100 (12.6 dB, 94.7% on all 397)
     assert rep.layer("b2_expand_bn").suspect  # it reads the squeezed tensor: rmse/scale 0.91
 
-    fb = auto_fallback(sm, cal, val, ref, tol, layer_report=rep, io_type="int", max_size_ratio=TINY_SIZE_RATIO)
+    fb = auto_fallback(sm, cal, val, ref, tol, layer_report=rep, io_type="int", max_size_ratio=TINY_SIZE_RATIO,
+                       policies=NO_CLE)
     assert fb.passed and fb.precision == "int8"
     assert {"b1_project_bn", "b2_expand_bn"} <= set(fb.kept_float) and len(fb.kept_float) <= 4
     first, chosen = fb.history[0], [h for h in fb.history if h.get("chosen")]
@@ -128,7 +152,7 @@ def test_size_budget_is_respected_and_plain_int8_is_the_floor(outlier, data):
     cal, val = data
     model, sm, ref, plain, rep = outlier
     tol = TARGET
-    fb = auto_fallback(sm, cal, val, ref, tol, layer_report=rep, io_type="int", max_size_ratio=0.75,
+    fb = auto_fallback(sm, cal, val, ref, tol, layer_report=rep, io_type="int", max_size_ratio=0.75, policies=NO_CLE,
                        try_int16x8=False, max_rounds=2)
     assert len(fb.model_bytes) <= fb.budget["max_bytes"]
     assert not fb.passed and fb.kept_float == [] and fb.history[0].get("chosen")
@@ -147,7 +171,10 @@ def test_strict_target_on_honest_int8(honest, data):
     plain = compare_outputs(ref, _run(convert_with_keep_float(sm, cal, [], io_type="float"), val),
                             Tolerance()).outputs[0].sqnr_db
     strict = Tolerance(min_sqnr=round(plain + 2.0, 1))
-    fb = auto_fallback(sm, cal, val, ref, strict, io_type="float", try_int16x8=False, max_size_ratio=TINY_SIZE_RATIO)
+    # the layer rounds only: a range policy may reach the target in round 2 and end the search there (p9999 does on
+    # this machine's training of the fixture; CLE alone lifts it ~1.5 dB, tests/test_equalize.py)
+    fb = auto_fallback(sm, cal, val, ref, strict, io_type="float", try_int16x8=False, max_size_ratio=TINY_SIZE_RATIO,
+                       policies=("minmax",))
     assert not fb.history[0]["passed"] and fb.history[0]["sqnr_db"] == pytest.approx(plain, abs=0.01)
     keeps = [h for h in fb.history if h["action"].startswith("keep")]
     assert keeps, "the fallback tried no layer"
@@ -189,7 +216,8 @@ def test_keep_float_by_layer_name(honest, data):
 
 
 def test_export_fallback_auto_is_reported(trained_tiny, digits_calibration_npy, tmp_path):
-    """Through export(): the int8 file is replaced, the manifest and report.md say which layers stayed float."""
+    """Through export(): the int8 file is replaced, the manifest and report.md say what the fallback did (here:
+    cross-layer equalization repairs the outlier, nothing stays float)."""
     import json
 
     from edgeconv.pipeline.export import export
@@ -201,8 +229,9 @@ def test_export_fallback_auto_is_reported(trained_tiny, digits_calibration_npy, 
                  fallback="auto", max_size_ratio=TINY_SIZE_RATIO, validation=ValidationOptions(data=str(held), samples=100), quiet=True)
     assert res.validation.passed and res.fallback.passed
     int8 = res.validation.artifact("outlier_int8.tflite")
-    assert "b2_expand_bn" in int8.kept_float and int8.fallback["history"][0]["passed"] is False
+    assert int8.kept_float == [] and int8.fallback["history"][0]["passed"] is False
+    assert int8.fallback["stats"] == "cle" and int8.comparison.outputs[0].sqnr_db > 26
     md = (res.out_dir / "report.md").read_text()
-    assert "### Automatic fallback" in md and "b2_expand_bn" in md and "KB" in md
+    assert "### Automatic fallback" in md and "cross-layer equalized ('cle')" in md and "KB" in md
     m = json.loads((res.out_dir / "manifest.json").read_text())
-    assert "b2_expand_bn" in m["artifacts"][1]["fallback"]["kept_float"]
+    assert m["artifacts"][1]["fallback"]["stats"] == "cle" and m["artifacts"][1]["fallback"]["passed"] is True

@@ -645,7 +645,7 @@ def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: Expor
     rec.precision = fb.precision  # "int16x8" when the last resort (the whole model as int16x8) was what passed
     rec.kept_float = list(fb.kept_float)
     rec.fallback = {"kept_float": list(fb.kept_float), "passed": bool(fb.passed), "precision": fb.precision,
-                    "history": fb.history_dicts()}
+                    "stats": fb.stats, "history": fb.history_dicts()}
     atomic_write_json(final / MANIFEST, manifest.to_dict())
     return fb, notes
 

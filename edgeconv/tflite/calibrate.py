@@ -37,9 +37,11 @@ __all__ = ["Calibrated", "calibrate", "STATS_POLICIES", "CANDIDATES", "layer_of"
 #: each activation range clipped to the 0.01 / 99.99
 #: (0.001 / 99.999) percentiles of its calibration values. "mse": the clipping of each tensor that minimizes its own
 #: int8 rounding + clipping error. "auto": whichever of those gives the highest output SQNR against the float model
-#: on the calibration inputs (ties keep "minmax"), so it is never worse than the converter's on that data.
-STATS_POLICIES = ("minmax", "p9999", "p99999", "mse", "auto")
-CANDIDATES = ("minmax", "p9999", "p99999", "mse")
+#: on the calibration inputs (ties keep "minmax"), so it is never worse than the converter's on that data. "cle": the
+#: float model cross-layer equalized first (:func:`edgeconv.tflite.equalize.equalize`: weights rescaled per channel so
+#: that narrow channels use the per-tensor int8 range; same float function), then calibrated with "minmax".
+STATS_POLICIES = ("minmax", "p9999", "p99999", "mse", "cle", "auto")
+CANDIDATES = ("minmax", "p9999", "p99999", "mse", "cle")
 
 
 def calibrate(source, calibration_x: np.ndarray, io_type: str = "int") -> "Calibrated":
@@ -205,6 +207,7 @@ class Calibrated:
     _scores: dict | None = field(default=None, repr=False)
     _choice: str | None = field(default=None, repr=False)
     _ranges: dict = field(default_factory=dict, repr=False)
+    _equalized: "Calibrated | None" = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ quantize
     def quantize(self, denylist=(), stats: str = "minmax", io_type: str | None = None,
@@ -229,8 +232,7 @@ class Calibrated:
         nodes = self.resolve(list(denylist)) if denylist else []
         if stats == "auto":
             stats = self.best_stats()
-        model = self.model if stats == "minmax" else self.with_ranges(stats)
-        return _mlir_int8(model, nodes, io_type, self.float_model)
+        return _mlir_int8(self.calibrated_model(stats), nodes, io_type, self.float_model)
 
     def best_stats(self) -> str:
         """The :data:`CANDIDATES` policy with the highest output SQNR against the calibrated float model on the
@@ -254,9 +256,29 @@ class Calibrated:
             ref = _scores_of(self.model, x)
             self._scores = {}
             for s in CANDIDATES:
-                got = _scores_of(_mlir_int8(self.model if s == "minmax" else self.with_ranges(s), [], "float"), x)
+                got = _scores_of(_mlir_int8(self.calibrated_model(s), [], "float"), x)
                 self._scores[s] = min(sqnr_db(r, g) for r, g in zip(ref, got))
         return self._scores
+
+    def calibrated_model(self, stats: str = "minmax") -> bytes:
+        """The calibrated float model the ``stats`` policy (not "auto") hands to the quantizer."""
+        if stats == "minmax":
+            return self.model
+        if stats == "cle":
+            return self.equalized().model
+        return self.with_ranges(stats)
+
+    def equalized(self) -> "Calibrated":
+        """The cross-layer equalized float model, calibrated on the same inputs (made once; itself when the model
+        has nothing to equalize or no float model is known)."""
+        if self._equalized is None:
+            from edgeconv.tflite.equalize import equalize
+
+            eq, pairs = equalize(self.float_model, self.calibration_x) if self.float_model else (None, 0)
+            self._equalized = calibrate(eq, self.calibration_x, self.io_type) if pairs else self
+            if pairs:
+                self._equalized.float_model = self.float_model  # the int8's conversion metadata: the export's model
+        return self._equalized
 
     def with_ranges(self, stats: str) -> bytes:
         """The calibrated model with each activation range replaced by the ``stats`` policy's clipped one."""

@@ -7,7 +7,8 @@ calibration in, :func:`edgeconv.pipeline.convert.calibrated`). :func:`auto_fallb
 1. round 0: the plain int8 (the user's ``--keep-float`` layers in float). It is the floor: no result that is less
    accurate (top-1 agreement, accuracy when labels are given) or has a lower SQNR is ever returned.
 2. activation ranges: every :data:`edgeconv.tflite.calibrate.CANDIDATES` policy (converter min/max, percentile and
-   MSE clipping), no size or speed cost; the best one on the validation data is kept for what follows.
+   MSE clipping, cross-layer equalization), no size or speed cost; the best one on the validation data is kept for
+   what follows.
 3. layer ranking by measured effect: each candidate layer is kept in float *alone* (with its neighbours: a tensor
    with an outlier-stretched range only skips int8 when its writer and its readers are float) and the output SQNR
    gain is measured (on 64 validation samples). Layers are then tried best-first, one per round, and a layer stays
@@ -66,13 +67,18 @@ class FallbackResult:
         last = next((h for h in self.history if h.get("chosen")), first)
         what = (f"kept {len(self.kept_float)} layer(s) in float: {', '.join(self.kept_float)}" if self.kept_float
                 else f"switched to {self.precision}" if self.precision != "int8"
-                else f"activation ranges '{self.stats}'" if self.stats != "minmax" else "nothing kept in float")
+                else policy_text(self.stats) if self.stats != "minmax" else "nothing kept in float")
         cost = (f"size {first['bytes'] / 1e3:.1f} -> {last['bytes'] / 1e3:.1f} KB, "
                 f"latency {first['latency_ms']:.2f} -> {last['latency_ms']:.2f} ms, "
                 f"SQNR {_db(first['sqnr_db'])} -> {_db(last['sqnr_db'])} dB")
         verdict = "passed" if self.passed else "still failing (the plain int8 is kept)" if last is first else \
             "still failing"
         return f"{verdict} after {len(self.history) - 1} attempt(s); {what}; {cost}"
+
+
+def policy_text(stats: str) -> str:
+    """How a report names a :data:`edgeconv.tflite.calibrate.STATS_POLICIES` choice."""
+    return "cross-layer equalized ('cle')" if stats == "cle" else f"activation ranges '{stats}'"
 
 
 def _db(v) -> str:
@@ -146,7 +152,7 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
                   tolerance: Tolerance, *, keep_float=(), io_type: str = "int", max_rounds: int = 12,
                   layer_report=None, try_int16x8: bool = True, labels=None, max_size_ratio: float = MAX_SIZE_RATIO,
                   max_latency_ratio: float = MAX_LATENCY_RATIO, calibrated=None,
-                  max_candidates: int = MAX_CANDIDATES, outputs=None) -> FallbackResult:
+                  max_candidates: int = MAX_CANDIDATES, outputs=None, policies=None) -> FallbackResult:
     """Make the int8 meet ``tolerance`` on ``validation_x`` (against ``reference_outputs``, the Keras outputs) at
     the smallest cost, never returning anything less accurate than the plain int8 (module docstring).
 
@@ -154,12 +160,15 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
     :class:`edgeconv.tflite.calibrate.Calibrated` of the same SavedModel to reuse. ``history`` has one row per
     attempt (SQNR, top-1, size, median latency on LiteRT/XNNPACK 1 thread, ``gain_db`` for kept layers, ``chosen``
     on the returned one). ``outputs`` (:class:`edgeconv.verify.kinds.OutputInfo` per reference output) makes the
-    target per output: each is matched by name and held to its own kind's tolerance.
+    target per output: each is matched by name and held to its own kind's tolerance. ``policies``: the
+    activation-range policies round 2 tries (default: every :data:`edgeconv.tflite.calibrate.CANDIDATES` one).
     """
     from edgeconv.tflite.calibrate import CANDIDATES, calibrate
 
     if max_rounds < 1:
         raise UsageError(f"max_rounds must be >= 1, got {max_rounds}")
+    if policies is not None and not set(policies) <= set(CANDIDATES):
+        raise UsageError(f"policies must be among {CANDIDATES}, got {sorted(set(policies) - set(CANDIDATES))}")
     if not 0 < max_size_ratio:
         raise UsageError(f"max_size_ratio must be > 0, got {max_size_ratio}")
     x = np.asarray(validation_x, np.float32)
@@ -200,8 +209,8 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
 
     # 2. activation ranges: free (same size, same speed)
     stats, best_sq = "minmax", floor[0]
-    for s in CANDIDATES[1:]:
-        model, cmp, row = attempt(f"int8, activation ranges '{s}'", base, stats=s)
+    for s in [p for p in (CANDIDATES if policies is None else policies) if p != "minmax"]:
+        model, cmp, row = attempt(f"int8, {policy_text(s)}", base, stats=s)
         if acceptable(cmp, row):
             return done(model, base, row, s)
         if _no_worse(cmp, floor) and _worst(cmp)[0] > best_sq + 0.1:

@@ -173,11 +173,13 @@ def _layers_md(rep) -> str:
 
 
 def _fallback_md(fb: dict) -> str:
+    from edgeconv.verify.fallback import policy_text
+
     hist = fb.get("history") or []
     lines = ["### Automatic fallback (--fallback auto)", "",
              f"The plain int8 missed its target; {'passed' if fb.get('passed') else 'still failing'} with "
              f"{len(fb.get('kept_float') or [])} layer(s) kept in float"
-             + (f" and activation ranges '{fb['stats']}'" if fb.get("stats", "minmax") != "minmax" else "") + ".", ""]
+             + (f" and {policy_text(fb['stats'])}" if fb.get("stats", "minmax") != "minmax" else "") + ".", ""]
     budget = fb.get("budget") or {}
     if budget:
         lines += [f"Budget: at most {budget['max_bytes'] / 1e3:.1f} KB (fp32 {budget['fp32_bytes'] / 1e3:.1f} KB) and "
