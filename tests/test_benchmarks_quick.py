@@ -80,8 +80,14 @@ def test_quant_quality_int8_only_quick(dirs):
     rows = {r[1].split(" (")[0].split(",")[0]: r for r in res["rows"]}
     fp32_kb = rows["fp32 TFLite"][2]
     for variant in ("TFLiteConverter int8 recipe", "edgeconv int8", "onnxruntime quantize_static defaults"):
-        _, _, kb, acc, drop, agree, sqnr, _, _ = rows[variant]
+        _, _, kb, acc, drop, agree, sqnr, logits, _, _ = rows[variant]
         assert 0 < kb < fp32_kb and 0 <= acc <= 100 and 0 <= agree <= 100 and sqnr is not None
+        assert (logits is None) == variant.startswith("onnxruntime")
+    tflite_int8 = [r for r in res["rows"] if r[1].startswith(("TFLiteConverter", "edgeconv int8", "litert"))
+                   and not str(r[-1]).startswith("ERROR")]  # litert-quantizer: only with the [bench] extra
+    assert len(tflite_int8) >= 5  # recipe, default, cle, tuned, fallback (+ litert-quantizer)
+    for r in tflite_int8:
+        assert 10 < r[7] < 80, r  # int8 logits of a trained model: neither broken nor float
     fb = rows["edgeconv int8 --fallback auto"]
     assert fb[2] <= 0.5 * fp32_kb + 0.1 and "not reached" in fb[1]  # 99 dB: unreachable, the budget holds
     _written(dirs["out"], "table2b_int8_quantizers_quick")

@@ -31,7 +31,7 @@ from edgeconv.tflite.introspect import tensor_name
 
 KERAS_SCOPE_SUFFIX = re.compile(r"_\d+$")  # the export's "_1" suffix on Keras scopes
 
-__all__ = ["Calibrated", "calibrate", "STATS_POLICIES", "CANDIDATES", "layer_of", "layers_in"]
+__all__ = ["Calibrated", "calibrate", "STATS_POLICIES", "CANDIDATES", "layer_of", "layers_in", "scores_of"]
 
 #: "minmax": each tensor's min/max over the calibration inputs, as TF's calibrator records them. "p9999" / "p99999":
 #: each activation range clipped to the 0.01 / 99.99
@@ -253,10 +253,10 @@ class Calibrated:
             from edgeconv.verify.compare import sqnr_db
 
             x = self.calibration_x
-            ref = _scores_of(self.model, x)
+            ref = scores_of(self.model, x)
             self._scores = {}
             for s in CANDIDATES:
-                got = _scores_of(_mlir_int8(self.calibrated_model(s), [], "float"), x)
+                got = scores_of(_mlir_int8(self.calibrated_model(s), [], "float"), x)
                 self._scores[s] = min(sqnr_db(r, g) for r, g in zip(ref, got))
         return self._scores
 
@@ -439,8 +439,9 @@ def _with_conversion_metadata(data: bytes, float_model: bytes | None, mode: str 
     return bytes(flatbuffer_utils.convert_object_to_bytearray(util.populate_conversion_metadata(m, md)))
 
 
-def _scores_of(model: bytes, x: np.ndarray) -> list[np.ndarray]:
-    """Each model output on ``x``; for an output computed by SOFTMAX, the (dequantized) input of that SOFTMAX."""
+def scores_of(model: bytes, x: np.ndarray) -> list[np.ndarray]:
+    """Each model output on ``x`` (float inputs; any I/O type); for an output computed by SOFTMAX, the (dequantized)
+    input of that SOFTMAX: the logits, whose error the softmax hides when it saturates."""
     from edgeconv.runtime.runners import LiteRTRunner
 
     r = LiteRTRunner(model, preserve_all_tensors=True)
@@ -455,11 +456,10 @@ def _scores_of(model: bytes, x: np.ndarray) -> list[np.ndarray]:
             t = op["inputs"][0]
             op = made_by.get(t)
         wanted.append(op["inputs"][0] if op is not None and op["op_name"] == "SOFTMAX" else o["index"])
-    inp = interp.get_input_details()[0]
     out = [[] for _ in wanted]
     for i in range(len(x)):
-        interp.set_tensor(inp["index"], x[i:i + 1].astype(inp["dtype"]))
-        interp.invoke()
+        r.set_input(np.asarray(x[i:i + 1], np.float32))  # quantized for an integer-input file
+        r.invoke()
         for k, t in enumerate(wanted):
             v = interp.get_tensor(t)
             scale, zp = tensors[t]["quantization"]
