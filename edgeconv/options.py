@@ -140,6 +140,7 @@ class ExportOptions:
     validation: ValidationOptions = field(default_factory=ValidationOptions)
     fallback: Fallback = "none"
     keep_float: tuple[str, ...] = ()
+    int8_ranges: str = "minmax"  # TFLite int8: edgeconv.tflite.calibrate.STATS_POLICIES ("cle": cross-layer equalized)
     max_size_ratio: float = 0.5  # --fallback auto: the result at most this fraction of the fp32 .tflite
     command: str | None = None
     quiet: bool = False
@@ -181,6 +182,10 @@ class ExportOptions:
             raise UsageError(f"io_type must be one of {', '.join(IO_TYPES)}, got {self.io_type!r}")
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {self.batch_size}")
+        from edgeconv.tflite.calibrate import STATS_POLICIES
+
+        if self.int8_ranges not in STATS_POLICIES:
+            raise UsageError(f"--int8-ranges must be one of {', '.join(STATS_POLICIES)}, got {self.int8_ranges!r}")
         if self.fallback not in FALLBACKS:
             raise UsageError(f"fallback must be 'none' or 'auto', got {self.fallback!r}")
         if not 0 < self.max_size_ratio:

@@ -63,6 +63,7 @@ def test_zoo_list_table_and_pattern():
     (["export", "mobilenetv3_small", "--custom-objects", "layers.py"], 2, "not zoo models"),
     (["export", "mobilenetv3_small", "--nchw"], 2, "--nchw only applies"),
     (["export", "mobilenetv3_small", "--fallback", "auto"], 2, "add --int8"),
+    (["export", "mobilenetv3_small", "--int8-ranges", "median"], 2, "'median' is not one of"),
     (["export", "mobilenetv3_small", "--width", "nope=3"], 2, "nope"),
     (["export", "missing_dir/model.keras"], 1, "not found"),
     (["validate", "no/such/folder"], 1, "no/such/folder"),

@@ -235,3 +235,25 @@ def test_export_fallback_auto_is_reported(trained_tiny, digits_calibration_npy, 
     assert "### Automatic fallback" in md and "cross-layer equalized ('cle')" in md and "KB" in md
     m = json.loads((res.out_dir / "manifest.json").read_text())
     assert m["artifacts"][1]["fallback"]["stats"] == "cle" and m["artifacts"][1]["fallback"]["passed"] is True
+
+
+def test_export_int8_ranges_cle_passes_the_outlier_without_fallback(trained_tiny, digits_calibration_npy, tmp_path):
+    """``--int8-ranges cle``: the int8 artifact itself is cross-layer equalized (the manifest says so) and the outlier
+    model's int8, which fails plainly (16.1 dB), passes without any fallback round."""
+    import json
+
+    from edgeconv.options import ExportOptions
+    from edgeconv.pipeline.export import export
+
+    cal, held = digits_calibration_npy
+    src = tmp_path / "outlier.keras"
+    outlier_model(trained_tiny[0]).save(src)
+    res = export(str(src), precisions=["int8"], out_dir=tmp_path / "out", calibration=cal, calib_samples=100,
+                 int8_ranges="cle", fallback="auto", validation=ValidationOptions(data=str(held), samples=100),
+                 quiet=True)
+    assert res.validation.passed and res.fallback is None
+    assert res.validation.artifact("outlier_int8.tflite").comparison.outputs[0].sqnr_db > 26
+    m = json.loads((res.out_dir / "manifest.json").read_text())
+    assert m["artifacts"][1]["quantization"] == "activation ranges 'cle'"
+    with pytest.raises(UsageError, match="--int8-ranges must be one of"):
+        ExportOptions(int8_ranges="median").check()

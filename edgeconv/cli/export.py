@@ -9,6 +9,7 @@ import click
 from edgeconv.cli.params import (InputSize, KeyValue, NumberList, debug_option, model_file_flags, native_output,
                                  precision_flags, validation_flags, validation_options)
 from edgeconv.options import FALLBACKS, IO_TYPES
+from edgeconv.tflite.calibrate import STATS_POLICIES
 from edgeconv.pipeline.phone_ready import TARGETS
 
 __all__ = ["export", "preprocessing_from"]
@@ -62,6 +63,10 @@ def preprocessing_from(mean, std, scale, bgr):
 @click.option("--max-size-ratio", type=float, default=0.5, show_default=True,
               help="--fallback auto: the int8 with float layers may be at most this fraction of the fp32 file.")
 @click.option("--keep-float", multiple=True, metavar="LAYER", help="Keep this layer in float in int8 (repeatable).")
+@click.option("--int8-ranges", type=click.Choice(STATS_POLICIES), default="minmax", show_default=True,
+              help="TFLite int8 activation ranges: the converter's min/max; percentile (p9999, p99999) or MSE "
+                   "clipping; cle: cross-layer equalized first (helps depthwise-separable stacks such as "
+                   "MobileNetV1: +1.3 dB on RESULTS.md table 2b); auto: the best on the calibration data.")
 @click.option("--target", type=click.Choice(list(TARGETS)),
               help="Device class defaults: " + "; ".join(f"{t.name} = {t.help}" for t in TARGETS.values()))
 @click.option("--class-labels", type=click.Path(), help="Class names, one per line: embedded in every .tflite "
@@ -85,7 +90,7 @@ def preprocessing_from(mean, std, scale, bgr):
 @debug_option
 def export(model, want, all_, io_type, calibration, calib_samples, out_dir, input_size, classes, alpha, width_items,
            weights, mean, std, scale, bgr, opset, nchw, dynamic_batch, seed, no_validate, fallback, max_size_ratio,
-           keep_float, target, class_labels, output_kinds, model_version, no_rewrite, ort, rgb_input, custom_objects,
+           keep_float, int8_ranges, target, class_labels, output_kinds, model_version, no_rewrite, ort, rgb_input, custom_objects,
            unsafe_deserialization, data, samples, atol, min_sqnr, min_top1, labels, jobs, quiet):
     """Export MODEL (zoo name, .keras, .h5 or SavedModel folder) to TFLite / ONNX and validate it.
 
@@ -105,7 +110,7 @@ def export(model, want, all_, io_type, calibration, calib_samples, out_dir, inpu
         input_size=input_size, classes=classes, width=width, weights=weights,
         preprocessing=preprocessing_from(mean, std, scale, bgr), opset=opset, nchw=nchw, seed=seed,
         validate=not no_validate, validation=validation_options(data, samples, atol, min_sqnr, min_top1, labels),
-        fallback=fallback, max_size_ratio=max_size_ratio, keep_float=tuple(keep_float), quiet=quiet, target=target, class_labels=class_labels,
+        fallback=fallback, max_size_ratio=max_size_ratio, keep_float=tuple(keep_float), int8_ranges=int8_ranges, quiet=quiet, target=target, class_labels=class_labels,
         model_version=model_version, rewrite=not no_rewrite, ort=ort, rgb_input=rgb_input, custom_objects=tuple(custom_objects),
         unsafe_deserialization=unsafe_deserialization, output_kinds=[(k, str(v)) for k, v in output_kinds],
         jobs=jobs,

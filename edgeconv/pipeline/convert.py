@@ -65,11 +65,11 @@ def convert_tflite_artifact(p: "Precision", ctx: ConvertContext) -> Conversion:
         except EdgeconvError:  # a model it does not handle (several subgraphs): the converter's own fp16
             pass
     if p.key == "int8":
-        cal = calibrated(ctx)
-        if opts.keep_float:
-            data = cal.quantize(denylist=list(opts.keep_float), io_type=opts.io_type)
-            return Conversion(data, fields={"io_type": io_type, "kept_float": list(opts.keep_float)})
-        return Conversion(cal.quantize(io_type=opts.io_type), fields={"io_type": io_type})
+        data = calibrated(ctx).quantize(denylist=list(opts.keep_float), stats=opts.int8_ranges, io_type=opts.io_type)
+        fields = {"io_type": io_type, "kept_float": list(opts.keep_float)}
+        if opts.int8_ranges != "minmax":
+            fields["quantization"] = f"activation ranges '{opts.int8_ranges}'"
+        return Conversion(data, fields=fields)
     data = convert_tflite(ctx.saved_model, p.precision, ctx.calibration_x, opts.io_type)
     return Conversion(data, fields={"io_type": io_type or "float32"})
 

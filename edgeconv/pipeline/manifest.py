@@ -84,7 +84,7 @@ class ArtifactRecord:
     fallback: dict | None = None  # FallbackResult.to_dict() when --fallback auto re-converted this artifact
     tflite_rewrites: dict | None = None  # the int8 h-swish decomposition and its parity check
     onnx_rewrites: dict | None = None  # tf2onnx post-processing: fusions, leftover transposes
-    quantization: str | None = None  # ONNX int8: the quantization recipe
+    quantization: str | None = None  # ONNX int8: the quantization recipe; TFLite int8: a non-default --int8-ranges
     metadata: dict | None = None  # what was embedded (edgeconv JSON, labels count)
     gpu_compatible: bool | None = None  # --target gpu: TF's GPU-delegate analyzer verdict
     uint8_input: dict | None = None  # uint8 input quantization set to the pixel mapping (or why not)

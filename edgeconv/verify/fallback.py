@@ -152,7 +152,8 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
                   tolerance: Tolerance, *, keep_float=(), io_type: str = "int", max_rounds: int = 12,
                   layer_report=None, try_int16x8: bool = True, labels=None, max_size_ratio: float = MAX_SIZE_RATIO,
                   max_latency_ratio: float = MAX_LATENCY_RATIO, calibrated=None,
-                  max_candidates: int = MAX_CANDIDATES, outputs=None, policies=None) -> FallbackResult:
+                  max_candidates: int = MAX_CANDIDATES, outputs=None, policies=None,
+                  ranges: str = "minmax") -> FallbackResult:
     """Make the int8 meet ``tolerance`` on ``validation_x`` (against ``reference_outputs``, the Keras outputs) at
     the smallest cost, never returning anything less accurate than the plain int8 (module docstring).
 
@@ -161,12 +162,15 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
     attempt (SQNR, top-1, size, median latency on LiteRT/XNNPACK 1 thread, ``gain_db`` for kept layers, ``chosen``
     on the returned one). ``outputs`` (:class:`edgeconv.verify.kinds.OutputInfo` per reference output) makes the
     target per output: each is matched by name and held to its own kind's tolerance. ``policies``: the
-    activation-range policies round 2 tries (default: every :data:`edgeconv.tflite.calibrate.CANDIDATES` one).
+    activation-range policies round 2 tries (default: every :data:`edgeconv.tflite.calibrate.CANDIDATES` one);
+    ``ranges``: the policy of the plain int8 (round 0, the floor: the export's ``--int8-ranges``).
     """
     from edgeconv.tflite.calibrate import CANDIDATES, calibrate
 
     if max_rounds < 1:
         raise UsageError(f"max_rounds must be >= 1, got {max_rounds}")
+    if ranges not in CANDIDATES:
+        raise UsageError(f"ranges must be one of {CANDIDATES}, got {ranges!r}")
     if policies is not None and not set(policies) <= set(CANDIDATES):
         raise UsageError(f"policies must be among {CANDIDATES}, got {sorted(set(policies) - set(CANDIDATES))}")
     if not 0 < max_size_ratio:
@@ -187,7 +191,8 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
         return model, cmp, att.row(action, model, cmp, names(nodes), nodes, stats=stats, precision=precision,
                                    **extra)
 
-    plain, cmp0, row0 = attempt("int8" + (" with --keep-float" if base else ""), base)
+    plain, cmp0, row0 = attempt("int8" + (" with --keep-float" if base else "")
+                                + (f", {policy_text(ranges)}" if ranges != "minmax" else ""), base, stats=ranges)
     floor = _worst(cmp0)
     # the latency budget is relative to the slower of fp32 and the plain int8 (on tiny inputs int8 can be slower
     # than fp32: fixed per-op costs), so noise in sub-0.1 ms timings cannot refuse every attempt
@@ -202,14 +207,14 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
         return FallbackResult(model, names(nodes), passed, att.history, precision, list(nodes), stats, budget)
 
     if cmp0.passed:
-        return done(plain, base, row0)
+        return done(plain, base, row0, ranges)
 
     def acceptable(cmp, row) -> bool:
         return cmp.passed and _no_worse(cmp, floor) and row["within_budget"]
 
     # 2. activation ranges: free (same size, same speed)
-    stats, best_sq = "minmax", floor[0]
-    for s in [p for p in (CANDIDATES if policies is None else policies) if p != "minmax"]:
+    stats, best_sq = ranges, floor[0]
+    for s in [p for p in (CANDIDATES if policies is None else policies) if p not in ("minmax", ranges)]:
         model, cmp, row = attempt(f"int8, {policy_text(s)}", base, stats=s)
         if acceptable(cmp, row):
             return done(model, base, row, s)
@@ -269,7 +274,7 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
                 row["action"] += ": over the latency/size budget, not chosen"
             elif acceptable(cmp, row):
                 return done(model, [], row, precision="int16x8")
-    return done(plain, base, row0, passed=False)
+    return done(plain, base, row0, ranges, passed=False)
 
 
 def _candidates(cal, layer_report, base) -> list[str]:
