@@ -208,6 +208,32 @@ def with_outputs(model: bytes, names) -> bytes:
     return bytes(b.Output())
 
 
+class TensorProbe:
+    """``model`` with the tensors named in ``names`` read as model outputs (:func:`with_outputs`), on LiteRT (XNNPACK,
+    1 thread): each tensor as the op that wrote it left it, at XNNPACK speed. ``missing``: names it cannot read (a
+    tensor of another subgraph)."""
+
+    def __init__(self, model: bytes, names):
+        names = set(names)
+        self.runner = LiteRTRunner(with_outputs(model, names))
+        interp = self.runner.interpreter
+        self.input = interp.get_input_details()[0]
+        self.inputs = [d["name"] for d in interp.get_input_details() if d["name"] in names]
+        self.tensors = [(d["name"], d["index"]) for d in interp.get_output_details() if d["name"] in names]
+        self.missing = names - {n for n, _ in self.tensors} - set(self.inputs)
+
+    def run(self, x: np.ndarray):
+        """Yields, per input of ``x`` (model inputs, float), {tensor name: its values} (views valid until the next
+        input)."""
+        interp = self.runner.interpreter
+        for i in range(len(x)):
+            interp.set_tensor(self.input["index"], x[i:i + 1].astype(self.input["dtype"]))
+            interp.invoke()
+            got = {n: x[i] for n in self.inputs}
+            got.update((n, interp.get_tensor(t)) for n, t in self.tensors)
+            yield got
+
+
 class LiteRTRunner:
     """A .tflite file on the LiteRT interpreter (``ai_edge_litert``), XNNPACK on by default as on a phone's CPU."""
 

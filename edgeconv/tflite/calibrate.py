@@ -106,32 +106,15 @@ class _Unreadable(Exception):
     """A ranged tensor the probe cannot read as a model output."""
 
 
-class _Probe:
-    """The calibration template with every ranged tensor also a model output, on LiteRT (XNNPACK, 1 thread): an
-    output is never overwritten by a later op, so each tensor reads as the op that wrote it left it."""
+def _probe(template: bytes):
+    """A :class:`edgeconv.runtime.runners.TensorProbe` of every ranged tensor of the calibration template (an output
+    is never overwritten by a later op, so each tensor reads as the op that wrote it left it)."""
+    from edgeconv.runtime.runners import TensorProbe
 
-    def __init__(self, template: bytes):
-        from edgeconv.runtime.runners import LiteRTRunner, with_outputs
-
-        ranged = _ranged_tensors(template)
-        self.runner = LiteRTRunner(with_outputs(template, ranged))
-        interp = self.runner.interpreter
-        self.input = interp.get_input_details()[0]
-        self.inputs = [d["name"] for d in interp.get_input_details() if d["name"] in ranged]
-        self.tensors = [(d["name"], d["index"]) for d in interp.get_output_details() if d["name"] in ranged]
-        missing = ranged - {n for n, _ in self.tensors} - set(self.inputs)
-        if missing:  # a tensor of another subgraph (control flow): not readable as an output of the first
-            raise _Unreadable(f"{len(missing)} tensor(s), e.g. {sorted(missing)[0]}")
-
-    def run(self, x: np.ndarray):
-        """Yields, per input, {tensor name: its values} (views valid until the next input)."""
-        interp = self.runner.interpreter
-        for i in range(len(x)):
-            interp.set_tensor(self.input["index"], x[i:i + 1].astype(self.input["dtype"]))
-            interp.invoke()
-            got = {n: x[i] for n in self.inputs}
-            got.update((n, interp.get_tensor(t)) for n, t in self.tensors)
-            yield got
+    probe = TensorProbe(template, _ranged_tensors(template))
+    if probe.missing:  # a tensor of another subgraph (control flow): not readable as an output of the first
+        raise _Unreadable(f"{len(probe.missing)} tensor(s), e.g. {sorted(probe.missing)[0]}")
+    return probe
 
 
 def _minmax(template: bytes, x: np.ndarray) -> dict[str, tuple[float, float]]:
@@ -144,7 +127,7 @@ def _own_minmax(template: bytes, x: np.ndarray) -> dict[str, tuple[float, float]
     """{tensor name: (min, max)} of the values each ranged tensor holds as its op wrote it, over every input."""
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
-    for got in _Probe(template).run(x):
+    for got in _probe(template).run(x):
         for n, v in got.items():
             a, b = float(v.min()), float(v.max())
             lo[n], hi[n] = min(a, lo.get(n, a)), max(b, hi.get(n, b))
@@ -295,7 +278,7 @@ class Calibrated:
             rng = np.random.default_rng(0)  # a local generator: no global RNG side effect
             per_input = -(-max_per_tensor // len(self.calibration_x))
             chunks: dict[str, list] = {}
-            for got in _Probe(self.model).run(self.calibration_x):
+            for got in _probe(self.model).run(self.calibration_x):
                 for n, v in got.items():
                     v = np.asarray(v, np.float32).ravel()
                     chunks.setdefault(n, []).append(rng.choice(v, per_input, replace=False) if v.size > per_input

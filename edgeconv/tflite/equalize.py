@@ -90,17 +90,11 @@ def _pairs(m, schema) -> list[tuple[int, int, int, str, str]]:
 
 def _channel_peaks(model: bytes, names: set[str], x: np.ndarray) -> dict[str, np.ndarray]:
     """{tensor name: largest |value| per channel (last axis) over every input of ``x``}."""
-    from edgeconv.runtime.runners import LiteRTRunner, with_outputs
+    from edgeconv.runtime.runners import TensorProbe
 
-    interp = LiteRTRunner(with_outputs(model, names)).interpreter
-    inp = interp.get_input_details()[0]
-    outs = [(d["name"], d["index"]) for d in interp.get_output_details() if d["name"] in names]
     peaks: dict[str, np.ndarray] = {}
-    for i in range(len(x)):
-        interp.set_tensor(inp["index"], x[i:i + 1].astype(inp["dtype"]))
-        interp.invoke()
-        for n, idx in outs:
-            v = interp.get_tensor(idx)
+    for got in TensorProbe(model, names).run(x):
+        for n, v in got.items():
             p = np.abs(v.reshape(-1, v.shape[-1])).max(0)
             peaks[n] = p if n not in peaks else np.maximum(peaks[n], p)
     return peaks
