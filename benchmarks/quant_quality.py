@@ -84,6 +84,8 @@ def bench_fixture(fx: common.Fixture, args, work: Path) -> list[list]:
     from edgeconv.errors import EdgeconvError
     from edgeconv.pipeline.export import export
     from edgeconv.runtime.runners import LiteRTRunner, OnnxRunner
+    from edgeconv.tflite.calibrate import scores_of
+    from edgeconv.verify.compare import sqnr_db
 
     name, size = fx.name, fx.size
     n_cal = 32 if args.quick else args.calib
@@ -110,12 +112,18 @@ def bench_fixture(fx: common.Fixture, args, work: Path) -> list[list]:
     published = common.PUBLISHED_INT8_DROP.get(name)
     rows = []
 
-    def row(variant, file_bytes, acc, agree, sqnr, verdict, published_drop=None):
+    fp32_file = next(folder / a.file for a in res.validation.artifacts if a.key == "fp32")
+    logits_ref = scores_of(fp32_file.read_bytes(), x)[0]  # the fp32 file's SOFTMAX input (Keras to ~110 dB)
+
+    def row(variant, file_bytes, acc, agree, sqnr, verdict, published_drop=None, tflite=None):
+        logits = None if tflite is None else round(sqnr_db(logits_ref, scores_of(tflite, x)[0]), 1)
         rows.append([name, variant, round(file_bytes / 1e3, 1), round(100 * acc, 2),
                      round(100 * (float_acc - acc), 2), round(100 * agree, 2),
-                     None if sqnr is None or not np.isfinite(sqnr) else round(sqnr, 1), verdict, published_drop])
+                     None if sqnr is None or not np.isfinite(sqnr) else round(sqnr, 1),
+                     None if logits is None or not np.isfinite(logits) else logits, verdict, published_drop])
 
-    rows.append([name, "Keras float (reference)", None, round(100 * float_acc, 2), 0.0, 100.0, None, "-", None])
+    rows.append([name, "Keras float (reference)", None, round(100 * float_acc, 2), 0.0, 100.0, None, None, "-",
+                 None])
     label = {"fp32": "edgeconv fp32 TFLite", "fp16": "edgeconv fp16", "int8": "edgeconv int8",
              "int16x8": "edgeconv int16x8", "onnx": "edgeconv ONNX fp32", "onnx_int8": "edgeconv ONNX int8 (QDQ)"}
     int8_failed = False
@@ -124,19 +132,21 @@ def bench_fixture(fx: common.Fixture, args, work: Path) -> list[list]:
         if a.key == "int8":
             int8_failed = not a.passed
         row(label[a.key], (folder / a.file).stat().st_size, o.accuracy, o.top1_agreement, o.sqnr_db, a.verdict,
-            published if a.key == "int8" else None)
+            published if a.key == "int8" else None,
+            (folder / a.file).read_bytes() if a.format == "tflite" and a.key != "fp32" else None)
     if export_error:
-        rows.append([name, "edgeconv ONNX fp32 / int8", None, None, None, None, None, f"ERROR: {export_error}",
-                     None])
+        rows.append([name, "edgeconv ONNX fp32 / int8", None, None, None, None, None, None,
+                     f"ERROR: {export_error}", None])
     if int8_failed:
         fb = export(name, precisions=["int8"], out_dir=work / "edgeconv_fallback", fallback="auto", **common_kw)
         a = fb.validation.artifacts[-1]
         o = a.comparison.outputs[0]
         kept = (fb.fallback.kept_float if fb.fallback is not None else [])
         row(f"edgeconv int8 --fallback auto ({len(kept)} layers float, {a.precision})",
-            (fb.out_dir / a.file).stat().st_size, o.accuracy, o.top1_agreement, o.sqnr_db, a.verdict, published)
+            (fb.out_dir / a.file).stat().st_size, o.accuracy, o.top1_agreement, o.sqnr_db, a.verdict, published,
+            (fb.out_dir / a.file).read_bytes())
     else:
-        rows.append([name, "edgeconv int8 --fallback auto", None, None, None, None, None,
+        rows.append([name, "edgeconv int8 --fallback auto", None, None, None, None, None, None,
                      "not triggered (default int8 passed)", None])
     # the peers: what the tutorials do, on the same weights, calibration digits and held-out digits
     model = common.build(name, size, fx.width)
@@ -146,7 +156,7 @@ def bench_fixture(fx: common.Fixture, args, work: Path) -> list[list]:
         tfl = common.tf_docs_int8(model, xcal)
     (work / f"{name}_tfdocs_int8.tflite").write_bytes(tfl)
     acc, agree, sq = _metrics(LiteRTRunner(tfl).run(x)[0], ref, y)
-    row("TFLiteConverter int8 recipe (TF docs)", len(tfl), acc, agree, sq, "-", published)
+    row("TFLiteConverter int8 recipe (TF docs)", len(tfl), acc, agree, sq, "-", published, tfl)
     try:
         with quiet_native():
             fp32_onnx = folder / f"{name}.onnx"
@@ -156,7 +166,7 @@ def bench_fixture(fx: common.Fixture, args, work: Path) -> list[list]:
         acc, agree, sq = _metrics(OnnxRunner(q).run(x)[0], ref, y)
         row("onnxruntime quantize_static defaults", q.stat().st_size, acc, agree, sq, "-", None)
     except Exception as e:  # noqa: BLE001 - a peer that fails is a result
-        rows.append([name, "onnxruntime quantize_static defaults", None, None, None, None, None,
+        rows.append([name, "onnxruntime quantize_static defaults", None, None, None, None, None, None,
                      f"ERROR: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}", None])
     print(f"{name}: export {secs:.1f} s", flush=True)
     keras.backend.clear_session()
@@ -316,13 +326,16 @@ def main(argv=None) -> dict:
     if args.int8_only:
         return main_int8(args)
     rows, stem = run_fixtures(args, bench_fixture, "table2_quant_quality")
-    cols = ["model", "variant", "KB", "accuracy %", "drop pts", "top-1 agr %", "SQNR dB", "edgeconv verdict",
-            "published ImageNet int8 drop pts"]
+    cols = ["model", "variant", "KB", "accuracy %", "drop pts", "top-1 agr %", "SQNR dB", "logits SQNR dB",
+            "edgeconv verdict", "published ImageNet int8 drop pts"]
     common.write_results(stem, "Table 2: quantization quality on trained fixtures (397 held-out digits)", cols, rows,
                          command=common.command_line(), out=args.out, notes=[
                              f"{'32' if args.quick else args.calib} calibration digits (training split) for every "
                              "quantizer; accuracy and agreement on the held-out digits",
                              "drop pts = Keras float accuracy - artifact accuracy, in percentage points",
+                             "SQNR: the softmax output against Keras; logits SQNR: the SOFTMAX input against the "
+                             "fp32 file's (reduced-precision TFLite rows), steadier: a softmax SQNR over a few hundred "
+                             "digits is dominated by the few near-boundary ones",
                              "onnxruntime quantize_static runs with its defaults (QDQ, per-tensor, MinMax) on the "
                              "fp32 ONNX edgeconv wrote through tf2onnx",
                              "published drops are ImageNet top-1 (int8 post-training, TFLite hosted models): a "

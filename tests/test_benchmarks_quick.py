@@ -61,8 +61,10 @@ def test_quant_quality_quick_compares_edgeconv_with_peers(dirs):
     rows = {r[1]: r for r in res["rows"]}
     for variant in ("edgeconv int8", "edgeconv ONNX fp32", "TFLiteConverter int8 recipe (TF docs)",
                     "onnxruntime quantize_static defaults"):
-        _, _, kb, acc, drop, agree, _, _, _ = rows[variant]
+        _, _, kb, acc, drop, agree, _, logits, _, _ = rows[variant]
         assert kb > 0 and 0 <= acc <= 100 and 0 <= agree <= 100 and -100 <= drop <= 100
+        int8_tflite = variant in ("edgeconv int8", "TFLiteConverter int8 recipe (TF docs)")
+        assert (10 < logits < 80) if int8_tflite else logits is None, (variant, logits)
     ref_acc = rows["Keras float (reference)"][3]
     assert rows["edgeconv int8"][4] == pytest.approx(ref_acc - rows["edgeconv int8"][3], abs=0.02)
     assert rows["edgeconv ONNX fp32"][5] == 100.0  # float ONNX agrees with Keras on every digit
