@@ -99,3 +99,23 @@ def test_cle_on_the_trained_tiny_model(trained_tiny, digits, tmp_path):
     ref = KerasRunner(model).run(xte)[0]
     plain, cle = (sqnr_db(ref, LiteRTRunner(cal.quantize(stats=s)).run(xte)[0]) for s in ("minmax", "cle"))
     assert cle > plain + 0.5, (plain, cle)
+
+
+def test_nothing_to_equalize_is_the_plain_int8(digits, tmp_path):
+    """A conv followed by swish (not scale-equivariant) has no pair: the model comes back as it is and "cle" is the
+    plain int8, byte for byte."""
+    import keras
+
+    from edgeconv.pipeline.trace import trace
+    from edgeconv.tflite.calibrate import calibrate
+    from edgeconv.tflite.convert import convert_tflite
+    from edgeconv.tflite.equalize import equalize
+
+    (xtr, _), _ = digits
+    x = xtr[:20, ::2, ::2].astype(np.float32)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation="swish"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    fp32 = convert_tflite(trace(model, tmp_path / "sm"), "fp32")
+    assert equalize(fp32, x) == (fp32, 0)
+    cal = calibrate(fp32, x, "float")
+    assert cal.quantize(stats="cle") == cal.quantize() and cal.equalized() is cal
