@@ -100,9 +100,12 @@ def run_bench(folder: Path, threads: int, args):
 
     if args.quick:
         return bench(folder, threads=threads, runs=args.runs, warmup=args.warmup)
-    p = subprocess.run([sys.executable, "-m", "edgeconv.cli", "bench", str(folder), "--threads", str(threads),
+    p = subprocess.run([sys.executable, "-m", "edgeconv", "bench", str(folder), "--threads", str(threads),
                         "--runs", str(args.runs), "--warmup", str(args.warmup), "--json"],
-                       capture_output=True, text=True, check=True)
+                       capture_output=True, text=True)
+    if p.returncode != 0:  # say what edgeconv bench said, not only its exit status
+        tail = [line for line in p.stderr.splitlines() + p.stdout.splitlines() if line.strip()][-5:]
+        raise SystemExit(f"edgeconv bench {folder} --threads {threads} exited {p.returncode}:\n" + "\n".join(tail))
     d = json.loads(p.stdout[p.stdout.index("{"):])
     fields = set(BenchRow.__dataclass_fields__)
     rows = [BenchRow(**{k: (float(v) if k == "sqnr_db" and isinstance(v, str) else v) for k, v in r.items()

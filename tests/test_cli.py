@@ -129,3 +129,12 @@ def test_zoo_model_with_random_weights_exports_and_says_int8_is_not_judged(tmp_p
     ref = keras.models.load_model(folder / "mobilenetv3_small.keras")
     x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
     assert np.asarray(ref(x)).std(axis=0).max() > 1e-3
+
+
+def test_python_dash_m_edgeconv_is_the_cli():
+    """``python -m edgeconv`` (what benchmarks/latency.py runs in a fresh process) is the same CLI."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "edgeconv", "export", "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "Usage: edgeconv export" in p.stdout and "--int8-ranges" in p.stdout, p.stderr
