@@ -633,7 +633,7 @@ def _apply_fallback(final: Path, manifest: Manifest, prep: Prepared, opts: Expor
                            io_type=opts.io_type, labels=ref.inputs.labels, max_size_ratio=opts.max_size_ratio,
                            layer_report=failing.layers if failing.layers and failing.layers.layers else None,
                            outputs=prep.outputs or None,
-                           ranges=opts.int8_ranges if opts.int8_ranges != "auto" else cal.best_stats())
+                           ranges=opts.int8_ranges)
     phone = PhoneOptions(opts.target, prep.labels, opts.model_version, opts.rewrite, tuple(prep.outputs))
     data, _, notes = finish_tflite(fb.precision, fb.model_bytes, loaded, calib.x, phone)
     fb.model_bytes = data

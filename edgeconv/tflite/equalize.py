@@ -42,13 +42,14 @@ _PAIR_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 def _pairs(m, schema) -> list[tuple[int, int, int, str, str]]:
     """(first op, second op, tensor between them, first op's kind, second op's kind) for every equalizable pair."""
+    from edgeconv.tflite.introspect import builtin_code
+
     code_name = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     act = schema.ActivationFunctionType
     sg = m.subgraphs[0]
 
     def kind(op):
-        oc = m.operatorCodes[op.opcodeIndex]
-        return code_name.get(max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)))
+        return code_name.get(builtin_code(m.operatorCodes[op.opcodeIndex]))
 
     def const_float(t: int) -> bool:
         buf = m.buffers[sg.tensors[t].buffer].data

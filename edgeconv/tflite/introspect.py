@@ -7,7 +7,7 @@ from pathlib import Path
 
 from edgeconv.errors import EdgeconvError, first_line
 
-__all__ = ["tflite_details", "read_model_object", "tensor_name"]
+__all__ = ["tflite_details", "read_model_object", "tensor_name", "builtin_code"]
 
 
 def read_model_object(data: bytes):
@@ -24,6 +24,12 @@ def read_model_object(data: bytes):
 def tensor_name(t) -> str:
     """A schema ``TensorT``'s name as text (the object API keeps it as bytes)."""
     return t.name.decode() if isinstance(t.name, bytes) else t.name
+
+
+def builtin_code(opcode) -> int:
+    """A schema ``OperatorCodeT``'s builtin operator (codes >= 127 live only in ``builtinCode``, older files keep
+    theirs only in ``deprecatedBuiltinCode``)."""
+    return max(int(opcode.builtinCode), int(opcode.deprecatedBuiltinCode))
 
 
 def tflite_details(model: bytes | str | Path) -> dict:

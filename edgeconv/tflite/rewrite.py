@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeconv.tflite.introspect import builtin_code
+
 __all__ = ["decompose_hard_swish", "RewriteResult", "check_parity"]
 
 # XNNPACK's delegate declines a quantized ADD whose input/output scale ratio is outside [1/1024, 256) and a MUL whose
@@ -53,8 +55,7 @@ class RewriteResult:
 
 def _opcode_index(model, schema, builtin: int, version: int) -> int:
     for i, oc in enumerate(model.operatorCodes):
-        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
-        if code == builtin and (oc.customCode in (None, b"", "")):
+        if builtin_code(oc) == builtin and (oc.customCode in (None, b"", "")):
             oc.version = max(int(oc.version), version)
             return i
     oc = schema.OperatorCodeT()
@@ -112,7 +113,7 @@ def decompose_hard_swish(data: bytes, dtypes=("int8",)) -> RewriteResult:
     want = {"int8": tt.INT8, "float32": tt.FLOAT32}
     want_types = {want[d] for d in dtypes}
     hs_codes = {i for i, oc in enumerate(model.operatorCodes)
-                if max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode)) == schema.BuiltinOperator.HARD_SWISH}
+                if builtin_code(oc) == schema.BuiltinOperator.HARD_SWISH}
     if not hs_codes:
         return RewriteResult(bytes(data), 0, "")
     count, kind = 0, ""
@@ -246,8 +247,7 @@ def uint8_input_as_pixels(data: bytes, preprocessing) -> PixelInput:
     if tensor.type != schema.TensorType.UINT8:
         return PixelInput(data, reason=NOT_UINT8)
     consumers = [op for op in sg.operators if sg.inputs[0] in list(op.inputs)]
-    codes = [max(int(model.operatorCodes[op.opcodeIndex].builtinCode),
-                 int(model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)) for op in consumers]
+    codes = [builtin_code(model.operatorCodes[op.opcodeIndex]) for op in consumers]
     if not consumers or any(c != schema.BuiltinOperator.QUANTIZE for c in codes):
         return PixelInput(data, reason="the uint8 input feeds ops other than QUANTIZE")
     tensor.quantization.scale = np.array([scale], np.float32)

@@ -163,20 +163,22 @@ def auto_fallback(saved_model_dir, calibration_x: np.ndarray, validation_x: np.n
     on the returned one). ``outputs`` (:class:`edgeconv.verify.kinds.OutputInfo` per reference output) makes the
     target per output: each is matched by name and held to its own kind's tolerance. ``policies``: the
     activation-range policies round 2 tries (default: every :data:`edgeconv.tflite.calibrate.CANDIDATES` one);
-    ``ranges``: the policy of the plain int8 (round 0, the floor: the export's ``--int8-ranges``).
+    ``ranges``: the policy of the plain int8 (round 0, the floor: the export's ``--int8-ranges``; "auto" as
+    :meth:`~edgeconv.tflite.calibrate.Calibrated.quantize` resolves it).
     """
     from edgeconv.tflite.calibrate import CANDIDATES, calibrate
 
     if max_rounds < 1:
         raise UsageError(f"max_rounds must be >= 1, got {max_rounds}")
-    if ranges not in CANDIDATES:
-        raise UsageError(f"ranges must be one of {CANDIDATES}, got {ranges!r}")
+    if ranges not in (*CANDIDATES, "auto"):
+        raise UsageError(f"ranges must be one of {(*CANDIDATES, 'auto')}, got {ranges!r}")
     if policies is not None and not set(policies) <= set(CANDIDATES):
         raise UsageError(f"policies must be among {CANDIDATES}, got {sorted(set(policies) - set(CANDIDATES))}")
     if not 0 < max_size_ratio:
         raise UsageError(f"max_size_ratio must be > 0, got {max_size_ratio}")
     x = np.asarray(validation_x, np.float32)
     cal = calibrated or calibrate(saved_model_dir, calibration_x, io_type)
+    ranges = cal.best_stats() if ranges == "auto" else ranges  # what quantize(stats="auto") made
     fp32 = cal.model  # the calibrated model is the float model (plus min/max fields)
     budget = {"fp32_bytes": len(fp32), "max_bytes": int(max_size_ratio * len(fp32)),
               "fp32_latency_ms": round(latency_ms(fp32, x), 3)}
